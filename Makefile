@@ -1,0 +1,52 @@
+# The two commands a new user needs are `make up` and `make test`; the rest are parts of them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+export PATH := $(CURDIR)/.venv/bin:$(PATH)
+export ANSIBLE_ROLES_PATH := $(CURDIR)/roles
+export ANSIBLE_FORCE_COLOR := $(if $(CI),0,1)
+# Molecule scenarios of the tiers, in the order they build on each other.
+SCENARIOS := data
+STAGE := scripts/stage
+
+.PHONY: help setup up down lint test test-matrix test-app $(addprefix test-,$(SCENARIOS))
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+setup: ## Install Docker, the pinned tools and the base image (safe to repeat)
+	@scripts/setup
+
+up: setup ## Create the local environment's containers and run site.yml on them
+	@ansible-playbook playbooks/local-env.yml
+	@ANSIBLE_CALLBACKS_ENABLED=ansible.posix.profile_tasks ansible-playbook playbooks/site.yml
+	@ansible-playbook playbooks/local-env.yml --tags summary
+
+down: ## Remove the local environment's containers
+	@ansible-playbook playbooks/local-env.yml -e local_env_state=absent
+
+lint: ## yamllint, ansible-lint (production profile) and ruff
+	yamllint --strict .
+	ansible-lint --profile production
+	ruff check .
+	ruff format --check .
+
+test: ## Everything CI runs: lint, app tests, every tier scenario on Debian 13
+	@rm -f .cache/stages.log
+	@$(STAGE) setup scripts/setup
+	@$(STAGE) lint $(MAKE) --no-print-directory lint
+	@$(STAGE) app app/run-tests
+	@for s in $(SCENARIOS); do $(STAGE) molecule-$$s molecule test -s $$s || exit 1; done
+	@$(STAGE) --summary
+
+test-matrix: ## The tier scenarios on Debian 13 and on Debian 12
+	@rm -f .cache/stages.log
+	@HPD_IMAGES="13 12" $(STAGE) setup scripts/setup
+	@for d in 13 12; do for s in $(SCENARIOS); do \
+		HPD_DEBIAN=$$d $(STAGE) molecule-$$s-debian$$d molecule test -s $$s || exit 1; done; done
+	@$(STAGE) --summary
+
+test-app: ## The chat app's tests against real PostgreSQL, Redis and Memcached
+	app/run-tests
+
+$(addprefix test-,$(SCENARIOS)): test-%: ## One tier scenario (make test-data)
+	molecule test -s $*
