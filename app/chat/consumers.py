@@ -1,0 +1,130 @@
+"""WebSocket topics.
+
+``/ws/room/<id>?since=<timepoint>``: a room's events, for its members. Join-request
+events are forwarded to the room's owner only.
+``/ws/user/<id>/<timepoint>``: the events about one user's own join requests.
+
+Close codes (sent after accepting, so browsers see them): 4401 not logged in,
+4403 not allowed, 4404 no such room, 4400 bad timepoint."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import parse_qs
+
+from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+
+from chat import events
+from chat.models import ChatRoom
+
+CLOSE_BAD_REQUEST = 4400
+CLOSE_UNAUTHORIZED = 4401
+CLOSE_FORBIDDEN = 4403
+CLOSE_NOT_FOUND = 4404
+
+
+class EventConsumer(AsyncJsonWebsocketConsumer):
+    """Joins a topic's group, then replays the topic's stream after the client's
+    timepoint, and forwards live events without repeating replayed ones."""
+
+    group: str | None = None
+
+    async def reject(self, code: int) -> None:
+        await self.accept()
+        await self.close(code=code)
+
+    def may_receive(self, audience: str) -> bool:
+        return True
+
+    async def subscribe(self, group: str, stream: str, since: str) -> None:
+        self.group = group
+        self.replayed: set[str] = set()
+        # Group first, stream second: an event published in between arrives both
+        # ways, and the live copy is dropped below. Never neither.
+        await self.channel_layer.group_add(group, self.channel_name)
+        await self.accept()
+        backlog, gap = await sync_to_async(events.replay)(stream, since)
+        if gap:
+            await self.send_json({"type": "resync", "timepoint": since, "payload": {}})
+        for event in backlog:
+            self.replayed.add(event.timepoint)
+            if self.may_receive(event.audience):
+                await self.send_json(event.frame())
+
+    async def disconnect(self, code: int) -> None:
+        if self.group is not None:
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+
+    async def receive_json(self, content: Any, **kwargs: Any) -> None:
+        if isinstance(content, dict) and content.get("type") == "ping":
+            await self.send_json({"type": "pong"})
+
+    async def chat_event(self, message: dict[str, Any]) -> None:
+        """A live event from the group (``type: chat.event``)."""
+        timepoint = message["timepoint"]
+        if timepoint in self.replayed:
+            self.replayed.discard(timepoint)
+            return
+        if self.may_receive(message["audience"]):
+            await self.send_json(
+                {"type": message["event"], "timepoint": timepoint, "payload": message["payload"]}
+            )
+
+
+class RoomConsumer(EventConsumer):
+    is_owner = False
+
+    async def connect(self) -> None:
+        user = self.scope["user"]
+        if not user.is_authenticated:
+            await self.reject(CLOSE_UNAUTHORIZED)
+            return
+        room_id = int(self.scope["url_route"]["kwargs"]["room_id"])
+        query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
+        since = (query.get("since") or [events.ZERO])[0]
+        if not events.is_valid_timepoint(since):
+            await self.reject(CLOSE_BAD_REQUEST)
+            return
+        access = await self._access(room_id, user.pk)
+        if access is None:
+            await self.reject(CLOSE_NOT_FOUND)
+            return
+        if access == "none":
+            await self.reject(CLOSE_FORBIDDEN)
+            return
+        self.is_owner = access == "owner"
+        await self.subscribe(events.room_group(room_id), events.room_stream(room_id), since)
+
+    @database_sync_to_async
+    def _access(self, room_id: int, user_id: int) -> str | None:
+        room = ChatRoom.objects.filter(pk=room_id).only("owner_id").first()
+        if room is None:
+            return None
+        if room.owner_id == user_id:
+            return "owner"
+        if room.members.filter(pk=user_id).exists():
+            return "member"
+        return "none"
+
+    def may_receive(self, audience: str) -> bool:
+        return audience == "members" or (audience == "owner" and self.is_owner)
+
+
+class UserConsumer(EventConsumer):
+    async def connect(self) -> None:
+        user = self.scope["user"]
+        if not user.is_authenticated:
+            await self.reject(CLOSE_UNAUTHORIZED)
+            return
+        kwargs = self.scope["url_route"]["kwargs"]
+        if int(kwargs["user_id"]) != user.pk:
+            await self.reject(CLOSE_FORBIDDEN)
+            return
+        await self.subscribe(
+            events.user_group(user.pk), events.user_stream(user.pk), kwargs["timepoint"]
+        )
+
+    def may_receive(self, audience: str) -> bool:
+        return audience == "user"
