@@ -182,5 +182,7 @@ def trim_streams(older_than_ms: int) -> int:
         if not newest:
             continue
         threshold = min(cutoff, _tp(newest[0][0]))
-        removed += int(client.xtrim(key, minid=f"{threshold[0]}-{threshold[1]}"))
+        removed += int(
+            client.xtrim(key, minid=f"{threshold[0]}-{threshold[1]}", approximate=False)
+        )
     return removed

@@ -1,4 +1,4 @@
-"""ASGI entry point, served by Uvicorn for the WebSocket routes under /ws/.
+"""ASGI entry point, served by Daphne for the WebSocket routes under /ws/.
 
 Plain HTTP goes to uWSGI in production; the "http" route here exists so the same
 process can answer a health probe or serve everything in development."""

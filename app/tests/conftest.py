@@ -156,3 +156,17 @@ def statsd_listener() -> Iterator[StatsdListener]:
     listener.drain()
     yield listener
     listener.close()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _close_stray_connections(django_db_setup: None, django_db_blocker: Any) -> Iterator[None]:
+    """Worker threads (sync_to_async, the ASGI app) keep database connections; end them
+    before pytest-django drops the test database."""
+    yield
+    from django.db import connection
+
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
