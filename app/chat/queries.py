@@ -52,7 +52,7 @@ def recent_messages(room: ChatRoom) -> list[ChatMessage]:
     """The last page of a room's messages, oldest first (one query, senders joined)."""
     newest_first = (
         room.messages.select_related("sender")
-        .only("id", "posted", "message", "sender__username")
+        .only("id", "room_id", "posted", "message", "sender__username")
         .order_by("-posted", "-id")[: settings.CHAT_PAGE_MESSAGES]
     )
     return list(reversed(newest_first))
