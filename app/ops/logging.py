@@ -14,3 +14,8 @@ class RequestIdFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.request_id = request_id_var.get()
         return True
+
+
+def clear_request_id(**kwargs: object) -> None:
+    """``request_finished`` receiver: later log lines belong to no request."""
+    request_id_var.set("-")

@@ -34,7 +34,8 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
 def metric_name(*parts: str) -> str:
     """Join parts into a statsd-safe dotted name (no ':' '|' '@' or spaces)."""
-    return ".".join(_UNSAFE.sub("_", p).strip("_") or "unknown" for p in parts)
+    cleaned = (_UNSAFE.sub("_", p.replace(":", ".")).strip("_.") for p in parts)
+    return ".".join(p or "unknown" for p in cleaned)
 
 
 @lru_cache(maxsize=1)

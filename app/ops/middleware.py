@@ -51,7 +51,7 @@ class RequestMetricsMiddleware:
         incoming = request.headers.get("X-Request-ID", "")
         request_id = incoming if _VALID_REQUEST_ID.match(incoming) else uuid.uuid4().hex
         request.request_id = request_id  # type: ignore[attr-defined]
-        id_token = request_id_var.set(request_id)
+        request_id_var.set(request_id)
         stats = metrics.RequestStats()
         stats_token = metrics.current_stats.set(stats)
         start = time.perf_counter()
@@ -67,7 +67,8 @@ class RequestMetricsMiddleware:
             return response
         finally:
             metrics.current_stats.reset(stats_token)
-            request_id_var.reset(id_token)
+            # The request id stays set until request_finished (ops.apps): Django logs
+            # "Not Found" and server errors after the middleware has returned.
 
     @staticmethod
     def _send(

@@ -20,6 +20,5 @@ def init_sentry() -> bool:
         environment=settings.APP_ENVIRONMENT,
         integrations=[DjangoIntegration(), CeleryIntegration(), RedisIntegration()],
         traces_sample_rate=settings.SENTRY_TRACES_SAMPLE_RATE,
-        send_default_pii=False,
     )
     return True

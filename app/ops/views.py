@@ -2,7 +2,6 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.template import loader
 from django.views.decorators.cache import never_cache
 
 from ops.health import run_checks
@@ -30,8 +29,3 @@ def health(request: HttpRequest) -> HttpResponse:
     }
     return JsonResponse(body, status=200 if healthy else 503)
 
-
-def server_error(request: HttpRequest) -> HttpResponse:
-    """500 handler: a flat page that needs no context, database or cache."""
-    template = loader.get_template("500.html")
-    return HttpResponse(template.render({}), status=500)
