@@ -38,7 +38,7 @@ def run_playbook(
     playbook: str, *extra_args: str, timeout: int = 900
 ) -> subprocess.CompletedProcess[str]:
     """Run ansible-playbook from the project against the scenario's inventory."""
-    env = dict(os.environ, ANSIBLE_ROLES_PATH=str(PROJECT_DIR / "roles"))
+    env = dict(os.environ, ANSIBLE_ROLES_PATH=str(PROJECT_DIR / "roles"), ANSIBLE_NOCOLOR="1")
     return subprocess.run(
         ["ansible-playbook", "-i", inventory(), playbook, *extra_args],
         cwd=PROJECT_DIR,

@@ -90,5 +90,5 @@ def test_bad_variable_fails_before_any_change() -> None:
         "playbooks/common.yml", "--limit", "data-client", "-e", "common_ssh_port=twenty-two"
     )
     assert result.returncode != 0
-    assert "common_ssh_port" in result.stdout
+    assert "common_ssh_port" in result.stdout + result.stderr
     assert "changed=0" in result.stdout
