@@ -105,8 +105,9 @@ def current_timepoint(stream: str) -> str:
     return str(info.get("last-generated-id") or ZERO)
 
 
-def publish(stream: str, group: str, event_type: str, payload: dict[str, Any],
-            audience: Audience) -> str | None:
+def publish(
+    stream: str, group: str, event_type: str, payload: dict[str, Any], audience: Audience
+) -> str | None:
     """Stamp ``payload`` with a timepoint (XADD to the bounded stream) and broadcast it.
 
     Called from ``transaction.on_commit`` hooks. A Redis failure is logged and counted
@@ -182,7 +183,5 @@ def trim_streams(older_than_ms: int) -> int:
         if not newest:
             continue
         threshold = min(cutoff, _tp(newest[0][0]))
-        removed += int(
-            client.xtrim(key, minid=f"{threshold[0]}-{threshold[1]}", approximate=False)
-        )
+        removed += int(client.xtrim(key, minid=f"{threshold[0]}-{threshold[1]}", approximate=False))
     return removed

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from django import forms
 from django.conf import settings
+
 from chat.models import (
     JOIN_CODE_LENGTH,
     MESSAGE_MAX_LENGTH,
@@ -52,17 +53,14 @@ class JoinForm(forms.Form):
     def clean_code(self) -> str:
         code = self.cleaned_data["code"].strip().upper().replace(" ", "")
         if len(code) != JOIN_CODE_LENGTH:
-            raise forms.ValidationError(
-                f"A join code has {JOIN_CODE_LENGTH} letters and digits."
-            )
+            raise forms.ValidationError(f"A join code has {JOIN_CODE_LENGTH} letters and digits.")
         return code
 
 
 class RoomImageForm(forms.Form):
     image = forms.ImageField(
         error_messages={
-            "invalid_image": "That file is not an image we can read (use JPEG, PNG, GIF "
-            "or WebP).",
+            "invalid_image": "That file is not an image we can read (use JPEG, PNG, GIF or WebP).",
             "required": "Choose an image file.",
         }
     )

@@ -41,9 +41,7 @@ def room_members(room: ChatRoom) -> list[str]:
     key = f"q:room_members:{room.cache_version}"
     members = cache.get(key)
     if members is None:
-        members = list(
-            room.members.order_by("username").values_list("username", flat=True)
-        )
+        members = list(room.members.order_by("username").values_list("username", flat=True))
         cache.set(key, members, jitter(settings.CACHE_TTLS["long"]))
     return members
 

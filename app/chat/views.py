@@ -47,9 +47,7 @@ def public_page(view: View) -> View:
     def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         response = view(request, *args, **kwargs)
         if response.status_code == 200:
-            patch_cache_control(
-                response, public=True, max_age=settings.CHAT_TRANSCRIPT_MAX_AGE
-            )
+            patch_cache_control(response, public=True, max_age=settings.CHAT_TRANSCRIPT_MAX_AGE)
         return response
 
     return wrapper
@@ -213,7 +211,9 @@ def post_message(request: HttpRequest, room_id: int) -> HttpResponse:
 @require_POST
 @login_required
 @private_page
-def decide_request(request: HttpRequest, room_id: int, request_id: int, decision: str) -> HttpResponse:
+def decide_request(
+    request: HttpRequest, room_id: int, request_id: int, decision: str
+) -> HttpResponse:
     room = get_object_or_404(ChatRoom, pk=room_id)
     if room.owner_id != request.user.pk:
         raise PermissionDenied("Only the room's owner may admit or deny requests.")

@@ -108,7 +108,5 @@ def database_config(prefix: str = "DATABASE") -> dict[str, Any]:
         config["OPTIONS"]["sslmode"] = sslmode
     config["CONN_MAX_AGE"] = env_int(f"{prefix}_CONN_MAX_AGE", 60)
     config["CONN_HEALTH_CHECKS"] = True
-    config["OPTIONS"].setdefault(
-        "connect_timeout", env_int(f"{prefix}_CONNECT_TIMEOUT", 5)
-    )
+    config["OPTIONS"].setdefault("connect_timeout", env_int(f"{prefix}_CONNECT_TIMEOUT", 5))
     return config

@@ -65,9 +65,7 @@ class DatabaseStorage(Storage):
 
     def listdir(self, path: str) -> tuple[list[str], list[str]]:
         prefix = path.rstrip("/") + "/" if path else ""
-        names = self._model().objects.filter(name__startswith=prefix).values_list(
-            "name", flat=True
-        )
+        names = self._model().objects.filter(name__startswith=prefix).values_list("name", flat=True)
         dirs: set[str] = set()
         files: list[str] = []
         for full in names:

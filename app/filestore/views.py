@@ -18,9 +18,7 @@ def serve(request: HttpRequest, name: str) -> HttpResponse:
         response: HttpResponse = HttpResponseNotModified()
     else:
         row = (
-            StoredFile.objects.filter(name=name)
-            .only("content", "content_type", "created")
-            .first()
+            StoredFile.objects.filter(name=name).only("content", "content_type", "created").first()
         )
         if row is None:
             raise Http404("No such file")

@@ -71,9 +71,9 @@ class FailSafePyLibMCCache(PyLibMCCache):
 
     # -- wrapped operations ---------------------------------------------------------
     def get(self, key: Any, default: Any = None, version: int | None = None) -> Any:
-        return self._guard("get", lambda: super(FailSafePyLibMCCache, self).get(
-            key, default, version
-        ), default)
+        return self._guard(
+            "get", lambda: super(FailSafePyLibMCCache, self).get(key, default, version), default
+        )
 
     def get_many(self, keys: Any, version: int | None = None) -> dict[Any, Any]:
         return self._guard(

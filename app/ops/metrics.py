@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -50,17 +50,14 @@ def reset_client() -> None:
 
 
 def incr(name: str, count: int = 1) -> None:
-    try:
+    # A metric must never break a request: UDP send errors are dropped.
+    with suppress(OSError):
         client().incr(name, count)
-    except OSError:  # pragma: no cover - UDP send to an unresolvable host
-        pass
 
 
 def timing(name: str, milliseconds: float) -> None:
-    try:
+    with suppress(OSError):
         client().timing(name, milliseconds)
-    except OSError:  # pragma: no cover
-        pass
 
 
 @contextmanager

@@ -28,4 +28,3 @@ def health(request: HttpRequest) -> HttpResponse:
         "checks": {r.name: r.as_dict() for r in results},
     }
     return JsonResponse(body, status=200 if healthy else 503)
-

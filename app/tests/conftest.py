@@ -96,7 +96,7 @@ class RecordingHandler(BaseHTTPRequestHandler):
 
     status = 200
 
-    def do_PURGE(self) -> None:  # noqa: N802 - HTTP method name
+    def do_PURGE(self) -> None:
         self.server.requests.append((self.command, self.path, self.headers.get("Host")))  # type: ignore[attr-defined]
         self.send_response(self.server.status)  # type: ignore[attr-defined]
         self.send_header("Content-Length", "0")

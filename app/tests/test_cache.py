@@ -44,7 +44,8 @@ def test_room_fragments_are_cached_and_expire_by_key(public_room, member, login)
     services.post_message(public_room, member, "second")
     with CaptureQueriesContext(connection) as after:
         text = client.get(url).text
-    assert "first" in text and "second" in text
+    assert "first" in text
+    assert "second" in text
     assert len(message_queries(after)) == 1
     # The logged-in room page shares the same fragments.
     with CaptureQueriesContext(connection) as room_page:
@@ -62,7 +63,8 @@ def test_public_room_directory_is_a_cached_query(public_room) -> None:
 
 def test_jitter_spreads_timeouts_within_twenty_percent() -> None:
     values = {jitter(1000) for _ in range(200)}
-    assert min(values) >= 800 and max(values) <= 1200
+    assert min(values) >= 800
+    assert max(values) <= 1200
     assert len(values) > 20
     assert jitter(1) >= 1
 

@@ -161,7 +161,9 @@ def test_export_error_pages_writes_flat_self_contained_files(tmp_path: Path) -> 
         html = (tmp_path / "errors" / f"{code}.html").read_text()
         assert html.startswith("<!DOCTYPE html>")
         assert f"ERROR {code}" in html
-        assert "<link" not in html and "<script" not in html and "{%" not in html
+        assert "<link" not in html
+        assert "<script" not in html
+        assert "{%" not in html
         raw = (tmp_path / "errors" / f"{code}.http").read_bytes()
         head, body = raw.split(b"\r\n\r\n", 1)
         assert head.startswith(f"HTTP/1.0 {code} ".encode())
@@ -180,7 +182,7 @@ def test_server_error_uses_the_flat_500_template(db) -> None:
 
 
 class _Collector(BaseHTTPRequestHandler):
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
         if self.headers.get("Content-Encoding") == "gzip":
             body = gzip.decompress(body)
@@ -218,7 +220,8 @@ def test_sentry_is_initialised_only_with_a_dsn(settings) -> None:
     path, body = server.received[0]
     assert path.startswith("/api/7/")
     assert b"hello from the tests" in body
-    assert b"rel-2024.1" in body and b"testing" in body
+    assert b"rel-2024.1" in body
+    assert b"testing" in body
 
 
 # --- settings -------------------------------------------------------------------------------------
@@ -255,7 +258,8 @@ def test_check_deploy_prints_no_warnings() -> None:
     result = _manage("check", "--deploy", "--fail-level", "WARNING")
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
-    assert "WARNING" not in output and "?:" not in output
+    assert "WARNING" not in output
+    assert "?:" not in output
     assert "System check identified no issues" in output
 
 
@@ -275,7 +279,9 @@ def test_deploy_settings_refuse_bad_configuration(override: dict[str, str], mess
 
 
 def test_database_config_from_url_and_parts(monkeypatch) -> None:
-    monkeypatch.setenv("DATABASE_URL", "postgres://app:p%40ss@db.internal:6432/chatdb?sslmode=require")
+    monkeypatch.setenv(
+        "DATABASE_URL", "postgres://app:p%40ss@db.internal:6432/chatdb?sslmode=require"
+    )
     config = env.database_config()
     assert (config["USER"], config["PASSWORD"], config["HOST"], config["PORT"], config["NAME"]) == (
         "app",

@@ -113,7 +113,8 @@ def test_join_by_code_then_owner_admits(room, owner, stranger, login) -> None:
     # The owner sees it on the room page and admits.
     owner_client = login(owner)
     page = owner_client.get(room.get_absolute_url())
-    assert "sam" in page.text and "Admit" in page.text
+    assert "sam" in page.text
+    assert "Admit" in page.text
     admit_url = reverse(
         "chat:decide_request",
         kwargs={"room_id": room.pk, "request_id": join_request.pk, "decision": "admit"},
@@ -143,7 +144,8 @@ def test_owner_denies_and_user_may_ask_again(room, owner, stranger, login) -> No
     assert not room.members.filter(pk=stranger.pk).exists()
     assert "Private talk" not in login(stranger).get(reverse("chat:home")).text
     again = services.request_to_join(stranger, room)
-    assert again.pk == join_request.pk and again.status == "pending"
+    assert again.pk == join_request.pk
+    assert again.status == "pending"
 
 
 def test_only_the_owner_admits(room, member, stranger, login) -> None:
@@ -299,7 +301,8 @@ def test_anonymous_transcript_is_publicly_cacheable_and_sets_no_cookie(
         assert f"max-age={settings.CHAT_TRANSCRIPT_MAX_AGE}" in cache_control
         assert "Cookie" not in response.get("Vary", "")
     index = Client().get(reverse("chat:index"))
-    assert "public" in index["Cache-Control"] and "Set-Cookie" not in index.headers
+    assert "public" in index["Cache-Control"]
+    assert "Set-Cookie" not in index.headers
     assert "Town square" in index.text
 
 
@@ -307,7 +310,8 @@ def test_logged_in_room_page_is_private(room, member, login) -> None:
     response = login(member).get(room.get_absolute_url())
     assert response.status_code == 200
     cache_control = response["Cache-Control"]
-    assert "private" in cache_control and "no-cache" in cache_control
+    assert "private" in cache_control
+    assert "no-cache" in cache_control
     assert "public" not in cache_control
     assert "Cookie" in response["Vary"]
     assert "private" in login(member).get(reverse("chat:home"))["Cache-Control"]
@@ -330,15 +334,18 @@ def test_owner_uploads_an_image_and_gets_a_thumbnail(
     public_room.refresh_from_db()
     # CELERY_TASK_ALWAYS_EAGER in test settings: the thumbnail task ran on commit.
     with Image.open(public_room.thumbnail.open("rb")) as thumb:
-        assert max(thumb.size) <= 160 and thumb.format == "PNG"
-    assert public_room.image.name.startswith("rooms/") and public_room.image.name.endswith(".png")
+        assert max(thumb.size) <= 160
+        assert thumb.format == "PNG"
+    assert public_room.image.name.startswith("rooms/")
+    assert public_room.image.name.endswith(".png")
     assert public_room.thumbnail.name.startswith("thumbs/")
     page = client.get(public_room.get_absolute_url())
     assert public_room.thumbnail.url in page.text
     served = Client().get(public_room.thumbnail.url)
     assert served.status_code == 200
     assert served["Content-Type"] == "image/png"
-    assert "immutable" in served["Cache-Control"] and "public" in served["Cache-Control"]
+    assert "immutable" in served["Cache-Control"]
+    assert "public" in served["Cache-Control"]
     assert served.content.startswith(b"\x89PNG")
     assert Client().get(public_room.get_transcript_url()).text.count(public_room.thumbnail.url)
     # A second upload replaces both files.

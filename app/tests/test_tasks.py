@@ -83,7 +83,8 @@ def test_failed_purge_is_retried(public_room, settings, purge_servers) -> None:
     with pytest.raises(Retry) as retry:
         tasks.purge_room_urls.apply(args=[public_room.pk], throw=True)
     assert isinstance(retry.value.exc, tasks.PurgeFailed)
-    assert "HTTP 503" in str(retry.value) and "Connection refused" in str(retry.value)
+    assert "HTTP 503" in str(retry.value)
+    assert "Connection refused" in str(retry.value)
     # The healthy host was purged all the same; the retry purges it again (idempotent).
     assert len(purge_servers[0].requests) == len(public_room.public_urls())
 
@@ -93,7 +94,8 @@ def test_thumbnail_task_is_idempotent(public_room) -> None:
     assert tasks.make_room_thumbnail(987654) == "no image"
     public_room.image.save("photo.jpg", ContentFile(png_bytes((640, 480), fmt="JPEG")))
     name = tasks.make_room_thumbnail(public_room.pk)
-    assert name.startswith("thumbs/") and name.endswith(".png")
+    assert name.startswith("thumbs/")
+    assert name.endswith(".png")
     assert tasks.make_room_thumbnail(public_room.pk) == "exists"
     assert StoredFile.objects.filter(name=name).count() == 1
     public_room.refresh_from_db()
@@ -162,8 +164,10 @@ def test_database_storage() -> None:
     name = storage.save("docs/readme.txt", ContentFile(b"hello", name="readme.txt"))
     assert name == "docs/readme.txt"
     second = storage.save("docs/readme.txt", ContentFile(b"again"))
-    assert second != name and second.startswith("docs/readme")
-    assert storage.exists(name) and storage.size(name) == 5
+    assert second != name
+    assert second.startswith("docs/readme")
+    assert storage.exists(name)
+    assert storage.size(name) == 5
     with storage.open(name) as handle:
         assert handle.read() == b"hello"
     assert storage.url(name) == "/files/docs/readme.txt"

@@ -9,3 +9,6 @@ DEBUG = True
 SECRET_KEY = SECRET_KEY or "dev-only-insecure-key-change-me"  # noqa: F405
 ALLOWED_HOSTS = ALLOWED_HOSTS or ["localhost", "127.0.0.1", "[::1]"]  # noqa: F405
 EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+
+# Daphne's runserver serves HTTP and WebSockets from one process in development.
+INSTALLED_APPS = ["daphne", *INSTALLED_APPS]  # noqa: F405

@@ -6,7 +6,10 @@ from .base import *  # noqa: F403
 DEBUG = False
 SECRET_KEY = "test-only-" + "x" * 50
 ALLOWED_HOSTS = ["testserver", "127.0.0.1", "localhost"]
-PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+PASSWORD_HASHERS = [
+    "django.contrib.auth.hashers.MD5PasswordHasher",  # fast for the suite
+    "django.contrib.auth.hashers.PBKDF2PasswordHasher",  # what deploy settings verify
+]
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 CELERY_TASK_ALWAYS_EAGER = True
 CELERY_TASK_EAGER_PROPAGATES = True
