@@ -361,6 +361,28 @@ def test_reload_only_change_keeps_the_server_running_and_restart_change_restarts
     assert local_query(PRIMARY, "SELECT count(*) FROM pg_settings WHERE pending_restart") == "0"
 
 
+def test_refused_setting_fails_the_run_without_a_restart(probe: dict, role_playbook: Path) -> None:
+    started = start_time()
+    original_work_mem = show("work_mem")
+    try:
+        bad = {"postgresql_extra_settings": {"work_mem": "lots", "shared_buffers": "200MB"}}
+        refused_run = ansible_playbook(role_playbook, "-e", json.dumps(bad))
+        assert refused_run.returncode != 0
+        assert "PostgreSQL refused part of the configuration" in refused_run.stdout
+        assert "work_mem" in refused_run.stdout
+        # No restart into a configuration the server would not start with.
+        assert "RUNNING HANDLER [postgresql : Restart PostgreSQL]" not in refused_run.stdout
+        assert start_time() == started
+        assert show("work_mem") == original_work_mem
+    finally:
+        restore_run = ansible_playbook(role_playbook)
+        assert restore_run.returncode == 0, restore_run.stdout[-4000:]
+    assert start_time() == started
+    assert (
+        local_query(PRIMARY, "SELECT count(*) FROM pg_file_settings WHERE error IS NOT NULL") == "0"
+    )
+
+
 # --- Replication -------------------------------------------------------------------------------
 
 
