@@ -1,5 +1,8 @@
 from django.contrib import admin
+from django.db.models import QuerySet
+from django.http import HttpRequest
 
+from chat import services
 from chat.models import ChatMessage, ChatRoom, ChatRoomJoinRequest
 
 
@@ -27,3 +30,17 @@ class ChatRoomJoinRequestAdmin(admin.ModelAdmin):
     list_filter = ("status",)
     raw_id_fields = ("room", "user")
     list_select_related = ("room", "user")
+    # Status changes go through the same service as the room page (membership, events),
+    # so the field itself is read-only here.
+    readonly_fields = ("status", "owner_notified_at")
+    actions = ("admit", "deny")
+
+    @admin.action(description="Admit the selected pending requests")
+    def admit(self, request: HttpRequest, queryset: QuerySet[ChatRoomJoinRequest]) -> None:
+        done = sum(services.decide_join_request(jr, admit=True) for jr in queryset)
+        self.message_user(request, f"Admitted {done} request(s).")
+
+    @admin.action(description="Deny the selected pending requests")
+    def deny(self, request: HttpRequest, queryset: QuerySet[ChatRoomJoinRequest]) -> None:
+        done = sum(services.decide_join_request(jr, admit=False) for jr in queryset)
+        self.message_user(request, f"Denied {done} request(s).")

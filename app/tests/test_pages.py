@@ -414,3 +414,21 @@ def test_admin_lives_at_the_configured_path_not_admin(settings, make_user) -> No
     for model in ("chatroom", "chatmessage", "chatroomjoinrequest"):
         assert client.get(f"/{settings.ADMIN_URL}chat/{model}/").status_code == 200
     assert client.get(f"/{settings.ADMIN_URL}filestore/storedfile/").status_code == 200
+
+
+def test_admin_actions_admit_and_deny_through_the_service(room, make_user, settings) -> None:
+    staff = User.objects.create_superuser("root", "root@example.test", "pw")
+    client = Client()
+    client.force_login(staff)
+    first, second = (services.request_to_join(make_user(), room) for _ in range(2))
+    url = f"/{settings.ADMIN_URL}chat/chatroomjoinrequest/"
+    for action, join_request in (("admit", first), ("deny", second)):
+        response = client.post(
+            url, {"action": action, "_selected_action": [join_request.pk]}, follow=True
+        )
+        assert response.status_code == 200
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert (first.status, second.status) == ("admitted", "denied")
+    assert room.members.filter(pk=first.user_id).exists()
+    assert not room.members.filter(pk=second.user_id).exists()
