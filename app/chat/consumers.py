@@ -38,13 +38,16 @@ class EventConsumer(AsyncJsonWebsocketConsumer):
     def may_receive(self, audience: str) -> bool:
         return True
 
-    async def subscribe(self, group: str, stream: str, since: str) -> None:
+    async def subscribe(self, group: str, stream: str, since: str | None) -> None:
+        """Join the topic; replay its stream after ``since`` (``None``: live events only)."""
         self.group = group
         self.replayed: set[str] = set()
         # Group first, stream second: an event published in between arrives both
         # ways, and the live copy is dropped below. Never neither.
         await self.channel_layer.group_add(group, self.channel_name)
         await self.accept()
+        if since is None:
+            return
         backlog, gap = await sync_to_async(events.replay)(stream, since)
         if gap:
             await self.send_json({"type": "resync", "timepoint": since, "payload": {}})
@@ -83,8 +86,8 @@ class RoomConsumer(EventConsumer):
             return
         room_id = int(self.scope["url_route"]["kwargs"]["room_id"])
         query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
-        since = (query.get("since") or [events.ZERO])[0]
-        if not events.is_valid_timepoint(since):
+        since = (query.get("since") or [None])[0]
+        if since is not None and not events.is_valid_timepoint(since):
             await self.reject(CLOSE_BAD_REQUEST)
             return
         access = await self._access(room_id, user.pk)

@@ -180,9 +180,11 @@ async def test_event_between_render_and_connect_is_delivered_once(
 async def test_reconnect_replays_from_the_last_timepoint(
     room: ChatRoom, owner: User, member: User
 ) -> None:
-    socket = await connect(f"/ws/room/{room.pk}", member)
-    await sync_to_async(services.post_message)(room, owner, "one")
+    await sync_to_async(services.post_message)(room, owner, "zero")
+    socket = await connect(f"/ws/room/{room.pk}", member)  # no timepoint: live events only
+    one = await sync_to_async(services.post_message)(room, owner, "one")
     first = await frames(socket)
+    assert [f["payload"]["id"] for f in first] == [one.pk]
     await socket.disconnect()
     last_seen = first[-1]["timepoint"]
     missed = [

@@ -4,25 +4,31 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='StoredFile',
+            name="StoredFile",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=255, unique=True)),
-                ('content', models.BinaryField()),
-                ('size', models.PositiveIntegerField()),
-                ('content_type', models.CharField(default='application/octet-stream', max_length=100)),
-                ('created', models.DateTimeField(auto_now_add=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=255, unique=True)),
+                ("content", models.BinaryField()),
+                ("size", models.PositiveIntegerField()),
+                (
+                    "content_type",
+                    models.CharField(default="application/octet-stream", max_length=100),
+                ),
+                ("created", models.DateTimeField(auto_now_add=True)),
             ],
             options={
-                'verbose_name': 'stored file',
+                "verbose_name": "stored file",
             },
         ),
     ]
