@@ -6,7 +6,9 @@ listens on the WebSocket with the session cookie and the site's Origin. Standard
 plus Debian's python3-websockets, so the client container needs nothing else.
 
     chatclient.py --base https://web-lb --ca ca.crt ws-roundtrip USER PASSWORD ROOM_ID TEXT
-prints a JSON line: {"received": true, "event": {...}, "seconds": 0.12}
+prints a JSON line: {"received": true, "event": {...}, "seconds": 0.12};
+    chatclient.py ... ws-listen USER PASSWORD ROOM_ID SECONDS OUTFILE
+keeps the socket open for SECONDS, appending every event to OUTFILE.
 """
 
 from __future__ import annotations
@@ -99,6 +101,26 @@ def ws_roundtrip(args: argparse.Namespace) -> dict:
     return {"received": "event" in found, **found}
 
 
+def ws_listen(args: argparse.Namespace) -> dict:
+    """Hold a room's socket open for a while, writing each event to a file as it comes."""
+    session = Session(args.base, args.ca)
+    session.login(args.user, args.password)
+    events = 0
+    with session.websocket(f"/ws/room/{args.room}") as socket, open(args.out, "a") as out:
+        out.write(json.dumps({"connected": True}) + "\n")
+        out.flush()
+        deadline = time.monotonic() + args.seconds
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                message = socket.recv(timeout=left)
+            except TimeoutError:
+                break
+            out.write(message + "\n")
+            out.flush()
+            events += 1
+    return {"events": events}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--base", required=True)
@@ -108,8 +130,14 @@ def main() -> int:
     roundtrip = commands.add_parser("ws-roundtrip")
     for name in ("user", "password", "room", "text"):
         roundtrip.add_argument(name)
+    listen = commands.add_parser("ws-listen")
+    for name in ("user", "password", "room"):
+        listen.add_argument(name)
+    listen.add_argument("seconds", type=float)
+    listen.add_argument("out")
     args = parser.parse_args()
-    print(json.dumps(ws_roundtrip(args)))
+    command = ws_roundtrip if args.command == "ws-roundtrip" else ws_listen
+    print(json.dumps(command(args)))
     return 0
 
 

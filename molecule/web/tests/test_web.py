@@ -1,0 +1,293 @@
+"""The web tier end to end, driven by real clients from a container on no allowlist."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import time
+
+import pytest
+from hpdtest import PROJECT_DIR, host, run_playbook, wait_for
+
+CA = "/usr/local/share/ca-certificates/hpd-test-ca.crt"
+SITE = "https://web-lb"
+TRANSCRIPT_TTL = 10  # CHAT_TRANSCRIPT_MAX_AGE in group_vars
+WEB_SERVERS = ("web-app1", "web-app2")
+LB_SOCKET = "socat stdio /run/haproxy/admin.sock"
+
+
+@pytest.fixture(scope="module")
+def client():
+    client = host("web-client")
+    secrets_dir = PROJECT_DIR / ".secrets" / "molecule-web"
+    pem = (secrets_dir / "ca" / "ca.crt").read_text()
+    client.run_expect([0], f"cat > {CA} <<'PEM'\n{pem}PEM")
+    script = (PROJECT_DIR / "molecule" / "shared" / "chatclient.py").read_text()
+    client.run_expect([0], f"cat > /usr/local/bin/chatclient <<'PY'\n{script}PY")
+    return client
+
+
+@pytest.fixture(scope="module")
+def demo():
+    """Demo users and a public room, created through the release's manage command."""
+    password = secrets.token_urlsafe(18)
+    out = host("web-app1").check_output(f"/srv/chat/current/manage seed_demo --password {password}")
+    seeded = json.loads(out.splitlines()[-1])
+    seeded["password"] = password
+    return seeded
+
+
+def curl(client, path: str, *args: str) -> tuple[int, dict[str, str], str]:
+    """GET through the balancer; returns status, lowercased headers and body."""
+    out = client.check_output(
+        f"curl -sS --cacert {CA} -D /tmp/headers {' '.join(args)} {SITE}{path}; "
+        "echo; echo '---headers---'; cat /tmp/headers"
+    )
+    body, _, raw_headers = out.rpartition("---headers---")
+    lines = [line for line in raw_headers.strip().splitlines() if line]
+    status = int(lines[0].split()[1])
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return status, headers, body
+
+
+def chatclient(client, *args: str, timeout: int = 60) -> dict:
+    out = client.check_output(
+        f"timeout {timeout} python3 /usr/local/bin/chatclient --base {SITE} --ca {CA} "
+        + " ".join(args)
+    )
+    return json.loads(out.splitlines()[-1])
+
+
+def test_https_serves_the_app_and_http_redirects(client) -> None:
+    status, headers, body = curl(client, "/")
+    assert status == 200
+    assert "<html" in body.lower()
+    assert headers["strict-transport-security"].startswith("max-age=")
+    redirect = client.check_output(
+        "curl -sS -o /dev/null -w '%{http_code} %{redirect_url}' http://web-lb/"
+    )
+    assert redirect == "301 https://web-lb/"
+
+
+@pytest.mark.parametrize("version", ["-tls1", "-tls1_1"])
+def test_old_tls_versions_fail(client, version: str) -> None:
+    result = client.run(
+        f"echo | openssl s_client -connect web-lb:443 {version} -cipher 'DEFAULT:@SECLEVEL=0'"
+    )
+    assert result.rc != 0
+
+
+def test_second_anonymous_transcript_get_is_a_varnish_hit(client, demo) -> None:
+    path = demo["transcript"]
+    status, first, _ = curl(client, path)
+    assert status == 200
+    assert "set-cookie" not in first
+    assert "public" in first["cache-control"]
+    status, second, body = curl(client, path)
+    assert status == 200
+    assert second["x-cache"] == "HIT", second
+    assert "Welcome to the chat" in body
+
+
+def test_purge_refused_outside_acl_and_allowed_inside(client, demo) -> None:
+    path = demo["transcript"]
+    curl(client, path)
+    outside = client.check_output(
+        f"curl -sS -o /dev/null -w '%{{http_code}}' -X PURGE http://web-varnish:6081{path}"
+    )
+    assert outside == "405"
+    assert curl(client, path)[1]["x-cache"] == "HIT"
+    inside = host("web-app1").check_output(
+        f"curl -sS -o /dev/null -w '%{{http_code}}' -X PURGE -H 'Host: web-lb' "
+        f"http://web-varnish:6081{path}"
+    )
+    assert inside == "200"
+    assert curl(client, path)[1]["x-cache"] == "MISS"
+
+
+def test_admin_path_refused_outside_allowlist(client) -> None:
+    status, _, _ = curl(client, "/control-room/")
+    assert status == 403
+
+
+def test_websocket_through_balancer_receives_message_posted_over_http(client, demo) -> None:
+    text = f"hello-{secrets.token_hex(4)}"
+    result = chatclient(
+        client, "ws-roundtrip", demo["member"], demo["password"], str(demo["room"]), text
+    )
+    assert result["received"], result
+    assert result["seconds"] < 2
+
+
+def test_graceful_reload_under_load_fails_no_request(client) -> None:
+    client.run_expect([0], "rm -f /tmp/ab.out")
+    client.run_expect(
+        [0],
+        f"nohup ab -q -n 2000 -c 20 -s 20 {SITE}/-/alive/ > /tmp/ab.out 2>&1 & echo started",
+    )
+    time.sleep(2)
+    for name in WEB_SERVERS:
+        host(name).run_expect([0], "touch /run/uwsgi/chat.chain-reload")
+    assert wait_for(
+        lambda: (
+            "Requests per second" in client.run("cat /tmp/ab.out").stdout
+            or "apr_" in client.run("cat /tmp/ab.out").stdout
+        ),
+        timeout=240,
+    )
+    report = client.check_output("cat /tmp/ab.out")
+    assert "Complete requests:      2000" in report, report
+    assert re.search(r"Failed requests:\s+0\b", report), report
+    assert "Non-2xx responses" not in report, report
+
+
+def static_path(client) -> str:
+    _, _, body = curl(client, "/")
+    match = re.search(r'(/static/[^"\']+\.(?:css|js))', body)
+    assert match, "the landing page links no static file"
+    return match.group(1)
+
+
+def test_vcl_change_keeps_cached_objects(client) -> None:
+    path = static_path(client)
+    curl(client, path)
+    assert curl(client, path)[1]["x-cache"] == "HIT"
+    loaded_before = host("web-varnish").check_output("varnishadm vcl.list | wc -l")
+    result = run_playbook(
+        "playbooks/edge.yml", "--limit", "web-varnish", "-e", "varnish_retry_after=7"
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    try:
+        assert host("web-varnish").check_output("varnishadm vcl.list | wc -l") != loaded_before
+        assert curl(client, path)[1]["x-cache"] == "HIT"
+    finally:
+        restored = run_playbook("playbooks/edge.yml", "--limit", "web-varnish")
+        assert restored.returncode == 0, restored.stdout + restored.stderr
+
+
+def varnish_backends(state: str) -> set[str]:
+    listing = host("web-varnish").check_output("varnishadm backend.list -p")
+    return {
+        name
+        for name in WEB_SERVERS
+        if re.search(rf"{re.escape(name)}\S*\s.*\b{state}\b", listing, re.IGNORECASE)
+    }
+
+
+def haproxy_status(server: str) -> str:
+    rows = host("web-lb").check_output(f"echo 'show stat' | {LB_SOCKET}").splitlines()
+    header = rows[0].lstrip("# ").split(",")
+    for row in rows[1:]:
+        fields = dict(zip(header, row.split(","), strict=False))
+        if fields["pxname"] == "asgi" and fields["svname"] == server:
+            return fields["status"]
+    raise AssertionError(f"asgi/{server} not in HAProxy's stats")
+
+
+def requests_seen_by(name: str, token: str) -> int:
+    out = host(name).run(f"journalctl -u uwsgi-emperor --no-pager | grep -c {token}")
+    return int(out.stdout.strip() or 0)
+
+
+def test_unhealthy_web_server_gets_no_requests(client) -> None:
+    app1 = host("web-app1")
+    data = host("web-data").check_output("hostname -I").split()[0]
+    # Cut web-app1 off from Redis: its /-/health/ fails while the process stays up.
+    app1.run_expect(
+        [0],
+        "nft add table inet hpdtest && nft add chain inet hpdtest out "
+        "'{ type filter hook output priority 0; }' && "
+        f"nft add rule inet hpdtest out ip daddr {data} tcp dport 6379 drop",
+    )
+    try:
+        assert wait_for(lambda: haproxy_status("web-app1") == "DOWN", timeout=60)
+        assert wait_for(lambda: "web-app1" in varnish_backends("sick"), timeout=60)
+        token = secrets.token_hex(6)
+        for i in range(10):
+            curl(client, f"/-/alive/?t={token}{i}")
+        time.sleep(1)
+        assert requests_seen_by("web-app1", token) == 0
+        assert requests_seen_by("web-app2", token) == 10
+    finally:
+        app1.run("nft delete table inet hpdtest")
+    assert wait_for(lambda: haproxy_status("web-app1") == "UP", timeout=60)
+
+
+def test_drained_server_keeps_its_sockets_and_gets_no_new_ones(client, demo) -> None:
+    lb = host("web-lb")
+    client.run_expect([0], "rm -f /tmp/listen.out")
+    client.run_expect(
+        [0],
+        f"nohup python3 /usr/local/bin/chatclient --base {SITE} --ca {CA} ws-listen "
+        f"{demo['member']} {demo['password']} {demo['room']} 20 /tmp/listen.out "
+        "> /dev/null 2>&1 & echo started",
+    )
+    assert wait_for(lambda: "connected" in client.run("cat /tmp/listen.out").stdout)
+
+    def current_sessions() -> dict[str, int]:
+        rows = lb.check_output(f"echo 'show stat' | {LB_SOCKET}").splitlines()
+        header = rows[0].lstrip("# ").split(",")
+        out = {}
+        for row in rows[1:]:
+            fields = dict(zip(header, row.split(","), strict=False))
+            if fields["pxname"] == "asgi" and fields["svname"] in WEB_SERVERS:
+                out[fields["svname"]] = int(fields["scur"])
+        return out
+
+    holder = max(current_sessions().items(), key=lambda item: item[1])[0]
+    lb.run_expect([0], f"echo 'set server asgi/{holder} state drain' | {LB_SOCKET}")
+    try:
+        text = f"after-drain-{secrets.token_hex(4)}"
+        total_before = stat_total(lb, holder)
+        for _ in range(4):
+            assert chatclient(
+                client, "ws-roundtrip", demo["owner"], demo["password"], str(demo["room"]), text
+            )["received"]
+        # New connections all went to the other server ...
+        assert stat_total(lb, holder) == total_before
+        assert current_sessions()[holder] >= 1
+        # ... while the socket held on the drained one kept receiving.
+        assert wait_for(lambda: text in client.run("cat /tmp/listen.out").stdout, timeout=10)
+    finally:
+        lb.run_expect([0], f"echo 'set server asgi/{holder} state ready' | {LB_SOCKET}")
+
+
+def stat_total(lb, server: str) -> int:
+    rows = lb.check_output(f"echo 'show stat' | {LB_SOCKET}").splitlines()
+    header = rows[0].lstrip("# ").split(",")
+    for row in rows[1:]:
+        fields = dict(zip(header, row.split(","), strict=False))
+        if fields["pxname"] == "asgi" and fields["svname"] == server:
+            return int(fields["stot"])
+    raise AssertionError(server)
+
+
+def test_grace_serves_stale_pages_when_every_web_server_is_down(client, demo) -> None:
+    path = demo["transcript"]
+    curl(client, path)
+    for name in WEB_SERVERS:
+        host(name).run_expect([0], "systemctl stop uwsgi-emperor")
+    try:
+        assert wait_for(lambda: varnish_backends("sick") == set(WEB_SERVERS), timeout=90)
+        time.sleep(TRANSCRIPT_TTL + 1)
+        status, headers, body = curl(client, path)
+        assert status == 200
+        assert int(headers["age"]) > TRANSCRIPT_TTL
+        assert "Welcome to the chat" in body
+        # A page that was never cached gets the custom error page.
+        status, _, body = curl(client, f"/?never-cached={secrets.token_hex(4)}")
+        assert status == 503
+        error_pages = os.path.join(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"], "error-pages")
+        with open(os.path.join(error_pages, "503.html")) as f:
+            page = f.read()
+        title = re.search(r"<title>(.*?)</title>", page, re.S)
+        assert title and title.group(1).strip() in body
+    finally:
+        for name in WEB_SERVERS:
+            host(name).run_expect([0], "systemctl start uwsgi-emperor")
+    assert wait_for(lambda: not varnish_backends("sick"), timeout=90)
