@@ -5,10 +5,13 @@ export PATH := $(CURDIR)/.venv/bin:$(PATH)
 export ANSIBLE_ROLES_PATH := $(CURDIR)/roles
 export ANSIBLE_FORCE_COLOR := $(if $(CI),0,1)
 # Molecule scenarios of the tiers, in the order they build on each other.
-SCENARIOS := data
+SCENARIOS := data web
+# Roles with a scenario of their own (roles/<name>/molecule/default), for what the tier
+# scenarios do not reach: the emperor's vassal life cycle.
+ROLE_SCENARIOS := uwsgi
 STAGE := scripts/stage
 
-.PHONY: help setup up down lint test test-matrix test-app $(addprefix test-,$(SCENARIOS))
+.PHONY: help setup up down lint test test-matrix test-app test-vcl test-roles $(addprefix test-,$(SCENARIOS))
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -35,7 +38,9 @@ test: ## Everything CI runs: lint, app tests, every tier scenario on Debian 13
 	@$(STAGE) setup scripts/setup
 	@$(STAGE) lint $(MAKE) --no-print-directory lint
 	@$(STAGE) app app/run-tests
+	@$(STAGE) vcl varnish/run-tests
 	@for s in $(SCENARIOS); do $(STAGE) molecule-$$s molecule test -s $$s || exit 1; done
+	@for r in $(ROLE_SCENARIOS); do $(STAGE) role-$$r bash -c "cd roles/$$r && molecule test" || exit 1; done
 	@$(STAGE) --summary
 
 test-matrix: ## The tier scenarios on Debian 13 and on Debian 12
@@ -48,5 +53,12 @@ test-matrix: ## The tier scenarios on Debian 13 and on Debian 12
 test-app: ## The chat app's tests against real PostgreSQL, Redis and Memcached
 	app/run-tests
 
-$(addprefix test-,$(SCENARIOS)): test-%: ## One tier scenario (make test-data)
+test-vcl: ## The varnishtest suite of the VCL
+	varnish/run-tests
+
+test-roles: ## Every role's own scenario (roles/*/molecule/default)
+	@for r in $$(ls -d roles/*/molecule/default | cut -d/ -f2); do \
+		(cd roles/$$r && molecule test) || exit 1; done
+
+$(addprefix test-,$(SCENARIOS)): test-%: ## One tier scenario (make test-data, make test-web)
 	molecule test -s $*
