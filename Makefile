@@ -7,8 +7,8 @@ export ANSIBLE_FORCE_COLOR := $(if $(CI),0,1)
 # Molecule scenarios of the tiers, in the order they build on each other.
 SCENARIOS := data web
 # Roles with a scenario of their own (roles/<name>/molecule/default), for what the tier
-# scenarios do not reach: the emperor's vassal life cycle.
-ROLE_SCENARIOS := uwsgi
+# scenarios do not reach: the emperor's vassal life cycle; Varnish's reload keeping the cache.
+ROLE_SCENARIOS := uwsgi varnish
 STAGE := scripts/stage
 
 .PHONY: help setup up down lint test test-matrix test-app test-vcl test-roles $(addprefix test-,$(SCENARIOS))
