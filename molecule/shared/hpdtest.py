@@ -9,14 +9,29 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import testinfra
+import yaml
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
+# Molecule forces colour on Ansible; recaps and messages are matched on plain text.
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def role_setting(role: str, name: str, scenario_dir: Path):
+    """A role variable as the scenario sets it (group_vars/all/<role>.yml), else the
+    role's default. Plain values only: templated expressions are returned unrendered."""
+    scenario_file = scenario_dir / "group_vars" / "all" / f"{role}.yml"
+    scenario = yaml.safe_load(scenario_file.read_text()) or {} if scenario_file.exists() else {}
+    if name in scenario:
+        return scenario[name]
+    defaults = PROJECT_DIR / "roles" / role / "defaults" / "main.yml"
+    return yaml.safe_load(defaults.read_text())[name]
 
 
 def inventory() -> str:

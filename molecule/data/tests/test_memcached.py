@@ -14,24 +14,16 @@ import uuid
 from pathlib import Path
 
 import pytest
-import yaml
-from hpdtest import PROJECT_DIR, address, host, run_playbook
+from hpdtest import ANSI, address, host, role_setting, run_playbook
 
 SERVER = "data-cache"
 CLIENT = "data-client"
-SCENARIO_VARS = Path(__file__).resolve().parents[1] / "group_vars" / "all" / "memcached.yml"
-ROLE_DEFAULTS = PROJECT_DIR / "roles" / "memcached" / "defaults" / "main.yml"
 CONFIG = "/etc/memcached.conf"
-# Molecule forces colour on Ansible; recaps are matched on plain text.
-ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def setting(name: str):
-    """A variable as the scenario sets it, else the role's default (plain values only)."""
-    scenario = yaml.safe_load(SCENARIO_VARS.read_text()) or {}
-    if name in scenario:
-        return scenario[name]
-    return yaml.safe_load(ROLE_DEFAULTS.read_text())[name]
+    """A memcached variable as this scenario sets it, else the role's default."""
+    return role_setting("memcached", name, Path(__file__).resolve().parents[1])
 
 
 def port() -> int:
