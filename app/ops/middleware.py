@@ -81,7 +81,9 @@ class RequestMetricsMiddleware:
         metrics.timing("request.sql_ms", stats.sql_seconds * 1000)
         metrics.timing("request.cache_ms", stats.cache_seconds * 1000)
         metrics.incr(f"response.{response.status_code}")
-        logger.debug(
+        # One line per request at INFO, carrying the balancer's request id (the log
+        # filter adds it), so a request can be followed from HAProxy into Django.
+        logger.info(
             "%s %s -> %s in %.1fms (sql %d in %.1fms, cache %d in %.1fms)",
             request.method,
             request.path,

@@ -9,4 +9,5 @@ app_name = "ops"
 urlpatterns = [
     path("alive/", views.alive, name="alive"),
     path("health/", views.health, name="health"),
+    path("error-probe/", views.error_probe, name="error-probe"),
 ]

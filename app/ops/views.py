@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.contrib.admin.views.decorators import staff_member_required
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
 
@@ -28,3 +29,16 @@ def health(request: HttpRequest) -> HttpResponse:
         "checks": {r.name: r.as_dict() for r in results},
     }
     return JsonResponse(body, status=200 if healthy else 503)
+
+
+class ErrorProbe(RuntimeError):
+    """Raised on purpose by error_probe, so operators can see an error arrive."""
+
+
+@never_cache
+@staff_member_required
+def error_probe(request: HttpRequest) -> HttpResponse:
+    """Fails on purpose, for staff only: proves that an unhandled error in a view reaches
+    the error tracker with the release and the request id."""
+    request_id = getattr(request, "request_id", "-")
+    raise ErrorProbe(f"error probe, release {settings.APP_RELEASE}, request {request_id}")

@@ -120,6 +120,24 @@ def test_request_id_is_echoed_and_logged(settings) -> None:
     assert settings.LOGGING["handlers"]["stderr"]["stream"] == "ext://sys.stderr"
 
 
+@pytest.mark.django_db
+def test_every_request_is_logged_once_at_info_with_its_request_id(settings) -> None:
+    handler = logging.StreamHandler(io.StringIO())
+    handler.addFilter(RequestIdFilter())
+    handler.setFormatter(logging.Formatter(settings.LOGGING["formatters"]["plain"]["format"]))
+    logger = logging.getLogger("ops.request")
+    logger.addHandler(handler)
+    try:
+        response = Client().get("/accounts/login/", HTTP_X_REQUEST_ID="lb-91c3-05")
+    finally:
+        logger.removeHandler(handler)
+    assert response.status_code == 200
+    lines = handler.stream.getvalue().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].split()[2] == "INFO"
+    assert "[req:lb-91c3-05] GET /accounts/login/ -> 200 in " in lines[0]
+
+
 def test_invalid_request_id_is_replaced() -> None:
     response = Client().get("/-/alive/")
     assert response.get("X-Request-ID") is None  # health probes skip the middleware
@@ -176,6 +194,22 @@ def test_server_error_uses_the_flat_500_template(db) -> None:
     response = Client(raise_request_exception=False).get("/boom/")
     assert response.status_code == 500
     assert "Something went wrong on our side" in response.text
+
+
+def test_error_probe_is_for_staff_only_and_raises_with_release_and_request_id(
+    settings, make_user, login
+) -> None:
+    from ops.views import ErrorProbe
+
+    settings.APP_RELEASE = "rel-probe-1"
+    anonymous = Client().get("/-/error-probe/")
+    assert anonymous.status_code == 302
+    assert login(make_user("plainuser")).get("/-/error-probe/").status_code == 302
+    staff = make_user("opsstaff")
+    staff.is_staff = True
+    staff.save()
+    with pytest.raises(ErrorProbe, match="release rel-probe-1, request lb-probe-9"):
+        login(staff).get("/-/error-probe/", HTTP_X_REQUEST_ID="lb-probe-9")
 
 
 # --- Sentry ---------------------------------------------------------------------------------------
