@@ -5,11 +5,13 @@ export PATH := $(CURDIR)/.venv/bin:$(PATH)
 export ANSIBLE_ROLES_PATH := $(CURDIR)/roles
 export ANSIBLE_FORCE_COLOR := $(if $(CI),0,1)
 # Molecule scenarios of the tiers, in the order they build on each other.
-SCENARIOS := data web
+SCENARIOS := data monitoring stack
 # Roles with a scenario of their own (roles/<name>/molecule/default), for what the tier
 # scenarios do not reach: the emperor's vassal life cycle; Varnish's reload keeping the cache.
 ROLE_SCENARIOS := uwsgi varnish
 STAGE := scripts/stage
+# Unit tests of the scripts roles install (the alert evaluator, collectd's exec plugin).
+ROLE_UNIT_TESTS := $(wildcard roles/*/tests)
 
 .PHONY: help setup up down lint test test-matrix test-app test-vcl test-roles $(addprefix test-,$(SCENARIOS))
 
@@ -39,6 +41,7 @@ test: ## Everything CI runs: lint, app tests, every tier scenario on Debian 13
 	@$(STAGE) lint $(MAKE) --no-print-directory lint
 	@$(STAGE) app app/run-tests
 	@$(STAGE) vcl varnish/run-tests
+	@$(STAGE) scripts pytest -q -p no:cacheprovider $(ROLE_UNIT_TESTS)
 	@for s in $(SCENARIOS); do $(STAGE) molecule-$$s molecule test -s $$s || exit 1; done
 	@for r in $(ROLE_SCENARIOS); do $(STAGE) role-$$r bash -c "cd roles/$$r && molecule test" || exit 1; done
 	@$(STAGE) --summary
@@ -60,5 +63,5 @@ test-roles: ## Every role's own scenario (roles/*/molecule/default)
 	@for r in $$(ls -d roles/*/molecule/default | cut -d/ -f2); do \
 		(cd roles/$$r && molecule test) || exit 1; done
 
-$(addprefix test-,$(SCENARIOS)): test-%: ## One tier scenario (make test-data, make test-web)
+$(addprefix test-,$(SCENARIOS)): test-%: ## One tier scenario (make test-data, make test-stack)
 	molecule test -s $*

@@ -8,7 +8,12 @@ plus Debian's python3-websockets, so the client container needs nothing else.
     chatclient.py --base https://web-lb --ca ca.crt ws-roundtrip USER PASSWORD ROOM_ID TEXT
 prints a JSON line: {"received": true, "event": {...}, "seconds": 0.12};
     chatclient.py ... ws-listen USER PASSWORD ROOM_ID SECONDS OUTFILE
-keeps the socket open for SECONDS, appending every event to OUTFILE.
+keeps the socket open for SECONDS, appending every event to OUTFILE;
+    chatclient.py ... journey TOKEN PASSWORD
+plays two new users end to end (sign up, create a room, ask to join, admit, chat) and
+prints what each step saw, with timings;
+    chatclient.py ... get USER PASSWORD PATH
+prints the status and X-Request-ID of a page fetched as that user.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import ssl
 import sys
 import threading
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 
@@ -63,6 +69,27 @@ class Session:
             {"username": username, "password": password, "csrfmiddlewaretoken": token.group(1)},
         )
         assert self.cookie("sessionid"), "login did not set a session cookie"
+
+    def signup(self, username: str, email: str, password: str) -> None:
+        page = self.get("/accounts/signup/")
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)
+        assert token, "no CSRF token on the sign-up page"
+        fields = {"username": username, "email": email, "password1": password}
+        fields |= {"password2": password, "csrfmiddlewaretoken": token.group(1)}
+        self.post("/accounts/signup/", fields)
+        assert self.cookie("sessionid"), "sign-up did not log the new user in"
+
+    def post_form(self, path: str, fields: dict[str, str]) -> tuple[str, str]:
+        """POST a form from its page (with the page's CSRF token); returns the final URL
+        after redirects, and the page there."""
+        page = self.get(path)
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)
+        assert token, f"no CSRF token on {path}"
+        data = urllib.parse.urlencode({**fields, "csrfmiddlewaretoken": token.group(1)}).encode()
+        request = urllib.request.Request(self.base + path, data=data, method="POST")
+        request.add_header("Referer", self.base + path)
+        with self.opener.open(request, timeout=15) as response:
+            return response.geturl(), response.read().decode()
 
     def websocket(self, path: str):
         ws_base = self.base.replace("https://", "wss://", 1)
@@ -121,6 +148,96 @@ def ws_listen(args: argparse.Namespace) -> dict:
     return {"events": events}
 
 
+class Listener:
+    """Collects a socket's events in a thread; wait() finds one and says how long it took."""
+
+    def __init__(self, socket) -> None:
+        self.socket = socket
+        self.events: list[dict] = []
+        self.arrived: list[float] = []
+        self.condition = threading.Condition()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while True:
+            try:
+                event = json.loads(self.socket.recv())
+            except Exception:  # the socket closed (or the test ended): stop listening
+                return
+            with self.condition:
+                self.events.append(event)
+                self.arrived.append(time.monotonic())
+                self.condition.notify_all()
+
+    def wait(self, predicate, since: float, timeout: float) -> tuple[dict | None, float | None]:
+        deadline = since + timeout
+        with self.condition:
+            while True:
+                for event, at in zip(self.events, self.arrived, strict=True):
+                    if predicate(event):
+                        return event, round(at - since, 3)
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None, None
+                self.condition.wait(left)
+
+
+def journey(args: argparse.Namespace) -> dict:
+    """Two new users: the owner signs up and creates a public room; the guest signs up and
+    asks to join with the room's code; the owner's socket gets the request, the owner
+    admits, and a message from the owner reaches the guest's socket."""
+    owner_name, guest_name = f"owner{args.token}", f"guest{args.token}"
+    owner, guest = Session(args.base, args.ca), Session(args.base, args.ca)
+    owner.signup(owner_name, f"{owner_name}@example.test", args.password)
+    guest.signup(guest_name, f"{guest_name}@example.test", args.password)
+    owner = Session(args.base, args.ca)
+    owner.login(owner_name, args.password)  # a fresh login, through the form
+    title = f"Stack check {args.token}"
+    url, page = owner.post_form("/rooms/new/", {"title": title, "is_public": "on"})
+    room = int(re.search(r"/rooms/(\d+)/$", url).group(1))
+    code = re.search(r'<code id="join-code">([^<]+)</code>', page).group(1)
+    report: dict = {"room": room, "title": title, "owner": owner_name, "guest": guest_name}
+    with owner.websocket(f"/ws/room/{room}") as owner_socket:
+        owner_events = Listener(owner_socket)
+        asked = time.monotonic()
+        guest.post_form("/join/", {"code": code})
+        event, seconds = owner_events.wait(
+            lambda e: (
+                e.get("type") == "join_request.created"
+                and e["payload"]["user"]["username"] == guest_name
+            ),
+            asked,
+            args.timeout,
+        )
+        report["join_request_seconds"] = seconds
+        assert event is not None, f"no join request event; saw {owner_events.events}"
+        request_id = event["payload"]["id"]
+        owner.post(f"/rooms/{room}/requests/{request_id}/admit/", {}, json_reply=True)
+        with guest.websocket(f"/ws/room/{room}") as guest_socket:
+            guest_events = Listener(guest_socket)
+            text = f"hello from the owner {args.token}"
+            sent = time.monotonic()
+            owner.post(f"/rooms/{room}/messages/", {"message": text}, json_reply=True)
+            event, seconds = guest_events.wait(lambda e: text in json.dumps(e), sent, args.timeout)
+            report["message_seconds"] = seconds
+            report["message"] = text
+            assert event is not None, f"the guest saw no message; saw {guest_events.events}"
+    return report
+
+
+def get_page(args: argparse.Namespace) -> dict:
+    """GET a page as a logged-in user; report the status and the request id."""
+    session = Session(args.base, args.ca)
+    session.login(args.user, args.password)
+    try:
+        with session.opener.open(session.base + args.path, timeout=15) as response:
+            status, headers = response.status, response.headers
+    except urllib.error.HTTPError as error:
+        status, headers = error.code, error.headers
+    return {"status": status, "request_id": headers.get("X-Request-ID", "")}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--base", required=True)
@@ -135,8 +252,19 @@ def main() -> int:
         listen.add_argument(name)
     listen.add_argument("seconds", type=float)
     listen.add_argument("out")
+    play = commands.add_parser("journey")
+    play.add_argument("token")
+    play.add_argument("password")
+    page = commands.add_parser("get")
+    for name in ("user", "password", "path"):
+        page.add_argument(name)
     args = parser.parse_args()
-    command = ws_roundtrip if args.command == "ws-roundtrip" else ws_listen
+    command = {
+        "ws-roundtrip": ws_roundtrip,
+        "ws-listen": ws_listen,
+        "journey": journey,
+        "get": get_page,
+    }[args.command]
     print(json.dumps(command(args)))
     return 0
 

@@ -2,65 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import secrets
 import time
 
 import pytest
-from hpdtest import PROJECT_DIR, host, run_playbook, wait_for
-
-CA = "/usr/local/share/ca-certificates/hpd-test-ca.crt"
-SITE = "https://web-lb"
-TRANSCRIPT_TTL = 10  # CHAT_TRANSCRIPT_MAX_AGE in group_vars
-WEB_SERVERS = ("web-app1", "web-app2")
-LB_SOCKET = "socat stdio /run/haproxy/admin.sock"
-
-
-@pytest.fixture(scope="module")
-def client():
-    client = host("web-client")
-    secrets_dir = PROJECT_DIR / ".secrets" / "molecule-web"
-    pem = (secrets_dir / "ca" / "ca.crt").read_text()
-    client.run_expect([0], f"cat > {CA} <<'PEM'\n{pem}PEM")
-    script = (PROJECT_DIR / "molecule" / "shared" / "chatclient.py").read_text()
-    client.run_expect([0], f"cat > /usr/local/bin/chatclient <<'PY'\n{script}PY")
-    return client
-
-
-@pytest.fixture(scope="module")
-def demo():
-    """Demo users and a public room, created through the release's manage command."""
-    password = secrets.token_hex(16)
-    out = host("web-app1").check_output(f"/srv/chat/current/manage seed_demo --password={password}")
-    seeded = json.loads(out.splitlines()[-1])
-    seeded["password"] = password
-    return seeded
-
-
-def curl(client, path: str, *args: str) -> tuple[int, dict[str, str], str]:
-    """GET through the balancer; returns status, lowercased headers and body."""
-    out = client.check_output(
-        f"curl -sS --cacert {CA} -D /tmp/headers {' '.join(args)} {SITE}{path}; "
-        "echo; echo '---headers---'; cat /tmp/headers"
-    )
-    body, _, raw_headers = out.rpartition("---headers---")
-    lines = [line for line in raw_headers.strip().splitlines() if line]
-    status = int(lines[0].split()[1])
-    headers = {}
-    for line in lines[1:]:
-        name, _, value = line.partition(":")
-        headers[name.strip().lower()] = value.strip()
-    return status, headers, body
-
-
-def chatclient(client, *args: str, timeout: int = 60) -> dict:
-    out = client.check_output(
-        f"timeout {timeout} python3 /usr/local/bin/chatclient --base {SITE} --ca {CA} "
-        + " ".join(args)
-    )
-    return json.loads(out.splitlines()[-1])
+from hpdtest import host, run_playbook, wait_for
+from stack import CA, LB_SOCKET, SITE, TRANSCRIPT_TTL, WEB_SERVERS, chatclient, curl
 
 
 def test_https_serves_the_app_and_http_redirects(client) -> None:
@@ -69,15 +18,15 @@ def test_https_serves_the_app_and_http_redirects(client) -> None:
     assert "<html" in body.lower()
     assert headers["strict-transport-security"].startswith("max-age=")
     redirect = client.check_output(
-        "curl -sS -o /dev/null -w '%{http_code} %{redirect_url}' http://web-lb/"
+        "curl -sS -o /dev/null -w '%{http_code} %{redirect_url}' http://stack-lb/"
     )
-    assert redirect == "301 https://web-lb/"
+    assert redirect == "301 https://stack-lb/"
 
 
 @pytest.mark.parametrize("version", ["-tls1", "-tls1_1"])
 def test_old_tls_versions_fail(client, version: str) -> None:
     result = client.run(
-        f"echo | openssl s_client -connect web-lb:443 {version} -cipher 'DEFAULT:@SECLEVEL=0'"
+        f"echo | openssl s_client -connect stack-lb:443 {version} -cipher 'DEFAULT:@SECLEVEL=0'"
     )
     assert result.rc != 0
 
@@ -98,13 +47,13 @@ def test_purge_refused_outside_acl_and_allowed_inside(client, demo) -> None:
     path = demo["transcript"]
     curl(client, path)
     outside = client.check_output(
-        f"curl -sS -o /dev/null -w '%{{http_code}}' -X PURGE http://web-varnish:6081{path}"
+        f"curl -sS -o /dev/null -w '%{{http_code}}' -X PURGE http://stack-varnish:6081{path}"
     )
     assert outside == "405"
     assert curl(client, path)[1]["x-cache"] == "HIT"
-    inside = host("web-app1").check_output(
-        f"curl -sS -o /dev/null -w '%{{http_code}}' -X PURGE -H 'Host: web-lb' "
-        f"http://web-varnish:6081{path}"
+    inside = host("stack-web1").check_output(
+        f"curl -sS -o /dev/null -w '%{{http_code}}' -X PURGE -H 'Host: stack-lb' "
+        f"http://stack-varnish:6081{path}"
     )
     assert inside == "200"
     assert curl(client, path)[1]["x-cache"] == "MISS"
@@ -157,12 +106,12 @@ def test_vcl_change_keeps_cached_objects(client) -> None:
     path = static_path(client)
     curl(client, path)
     assert curl(client, path)[1]["x-cache"] == "HIT"
-    loaded_before = host("web-varnish").check_output("varnishadm vcl.list | wc -l")
+    loaded_before = host("stack-varnish").check_output("varnishadm vcl.list | wc -l")
     # As an operator would: site.yml gathers every host's facts, then only Varnish runs.
     result = run_playbook("playbooks/site.yml", "--tags", "varnish", "-e", "varnish_retry_after=7")
     assert result.returncode == 0, result.stdout + result.stderr
     try:
-        assert host("web-varnish").check_output("varnishadm vcl.list | wc -l") != loaded_before
+        assert host("stack-varnish").check_output("varnishadm vcl.list | wc -l") != loaded_before
         assert curl(client, path)[1]["x-cache"] == "HIT"
     finally:
         restored = run_playbook("playbooks/site.yml", "--tags", "varnish")
@@ -171,7 +120,7 @@ def test_vcl_change_keeps_cached_objects(client) -> None:
 
 def varnish_backends(state: str) -> set[str]:
     """Web servers Varnish currently reports in a health state (its names use _ for -)."""
-    listing = host("web-varnish").check_output("varnishadm backend.list")
+    listing = host("stack-varnish").check_output("varnishadm backend.list")
     found = set()
     for line in listing.splitlines():
         for name in WEB_SERVERS:
@@ -181,7 +130,7 @@ def varnish_backends(state: str) -> set[str]:
 
 
 def haproxy_status(server: str) -> str:
-    rows = host("web-lb").check_output(f"echo 'show stat' | {LB_SOCKET}").splitlines()
+    rows = host("stack-lb").check_output(f"echo 'show stat' | {LB_SOCKET}").splitlines()
     header = rows[0].lstrip("# ").split(",")
     for row in rows[1:]:
         fields = dict(zip(header, row.split(","), strict=False))
@@ -196,9 +145,9 @@ def requests_seen_by(name: str, token: str) -> int:
 
 
 def test_unhealthy_web_server_gets_no_requests(client) -> None:
-    app1 = host("web-app1")
-    data = host("web-data").check_output("hostname -I").split()[0]
-    # Cut web-app1 off from Redis: its /-/health/ fails while the process stays up.
+    app1 = host("stack-web1")
+    data = host("stack-cache").check_output("hostname -I").split()[0]
+    # Cut stack-web1 off from Redis: its /-/health/ fails while the process stays up.
     app1.run_expect(
         [0],
         "nft add table inet hpdtest && nft add chain inet hpdtest out "
@@ -206,21 +155,21 @@ def test_unhealthy_web_server_gets_no_requests(client) -> None:
         f"nft add rule inet hpdtest out ip daddr {data} tcp dport 6379 drop",
     )
     try:
-        assert wait_for(lambda: haproxy_status("web-app1") == "DOWN", timeout=60)
-        assert wait_for(lambda: "web-app1" in varnish_backends("sick"), timeout=60)
+        assert wait_for(lambda: haproxy_status("stack-web1") == "DOWN", timeout=60)
+        assert wait_for(lambda: "stack-web1" in varnish_backends("sick"), timeout=60)
         token = secrets.token_hex(6)
         for i in range(10):
             curl(client, f"/-/alive/?t={token}{i}")
         time.sleep(1)
-        assert requests_seen_by("web-app1", token) == 0
-        assert requests_seen_by("web-app2", token) == 10
+        assert requests_seen_by("stack-web1", token) == 0
+        assert requests_seen_by("stack-web2", token) == 10
     finally:
         app1.run("nft delete table inet hpdtest")
-    assert wait_for(lambda: haproxy_status("web-app1") == "UP", timeout=60)
+    assert wait_for(lambda: haproxy_status("stack-web1") == "UP", timeout=60)
 
 
 def test_drained_server_keeps_its_sockets_and_gets_no_new_ones(client, demo) -> None:
-    lb = host("web-lb")
+    lb = host("stack-lb")
     client.run_expect([0], "rm -f /tmp/listen.out")
     client.run_expect(
         [0],
