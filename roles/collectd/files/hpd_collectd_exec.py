@@ -153,7 +153,7 @@ def parse_uwsgi_stats(text: str, name: str) -> list[Metric]:
     """Metrics from a uWSGI stats document, with or without the HTTP header that
     `stats-http = true` adds. The plugin instance is the vassal's name."""
     if text.startswith("HTTP/"):
-        _, _, text = text.partition("\r\n\r\n")
+        text = re.split(r"\r?\n\r?\n", text, maxsplit=1)[-1]
     stats = json.loads(text)
     workers = stats.get("workers") or []
     busy = sum(1 for w in workers if w.get("status") == "busy")
