@@ -23,7 +23,15 @@ import pytest
 SCENARIO_DIR = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(SCENARIO_DIR.parents[3] / "molecule" / "shared"))
 
-from hpdtest import ANSI, PROJECT_DIR, address, host, role_setting, wait_for  # noqa: E402
+from hpdtest import (  # noqa: E402
+    ANSI,
+    PROJECT_DIR,
+    address,
+    host,
+    role_setting,
+    run_playbook,
+    wait_for,
+)
 
 MON = "bugsink-mon"
 CLIENT = "bugsink-client"
@@ -269,3 +277,32 @@ def test_firewall_blocks_a_port_it_did_not_open(mon_address):
         assert opened.rc == 0, opened.stderr
     finally:
         mon.run("systemctl stop bugsink-test-listener")
+
+
+STRONG = "Zq8vN3kLw2Rt7yPx4Hs9"
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ((), "bugsink_secret_key"),
+        (
+            ("-e", f"bugsink_secret_key=short bugsink_admin_password={STRONG}"),
+            "bugsink_secret_key must be a string of at least 16",
+        ),
+        (
+            ("-e", f"bugsink_secret_key={STRONG} bugsink_admin_password=changeme-changeme-1"),
+            "bugsink_admin_password must be a string of at least 16",
+        ),
+    ],
+    ids=["missing", "short", "placeholder"],
+)
+def test_role_refuses_missing_or_weak_secrets(extra, message):
+    conf = "/etc/bugsink/bugsink_conf.py"
+    before = host(MON).file(conf).md5sum
+    result = run_playbook(str(SCENARIO_DIR / "missing-secret.yml"), *extra)
+    output = ANSI.sub("", result.stdout + result.stderr)
+    assert result.returncode != 0
+    assert message in output
+    assert "changed=0" in output
+    assert host(MON).file(conf).md5sum == before
