@@ -5,13 +5,16 @@ carbon's plaintext port on the monitoring host's private address."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
+import yaml
 from hpdtest import host, wait_for
 
 MON, SVC = "collectd-mon", "collectd-svc"
 WHISPER = "/var/lib/graphite/whisper/collectd"
-REDIS_PASSWORD = "collectd-scenario-0b8f3e71a2"  # group_vars/all/main.yml
+GROUP_VARS = Path(__file__).resolve().parents[1] / "group_vars" / "all" / "main.yml"
+REDIS_PASSWORD = yaml.safe_load(GROUP_VARS.read_text())["redis_password"]
 
 BASE = [
     "cpu/percent/user.wsp",
