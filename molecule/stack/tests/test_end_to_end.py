@@ -1,0 +1,153 @@
+"""The whole stack as its users and operators see it: two people chat through the
+balancer, a worker mails the owner, and the monitoring host shows metrics, the error and
+the logs of what they did."""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+
+import pytest
+from hpdtest import PROJECT_DIR, host, wait_for
+from monitor import Monitoring, wait_for_values
+from stack import MONITORING, SITE, chatclient, curl
+
+ARTIFACTS = PROJECT_DIR / ".cache" / "artifacts" / "stack"
+
+
+@pytest.fixture(scope="module")
+def monitoring() -> Monitoring:
+    return Monitoring(MONITORING, "stack-web1")
+
+
+@pytest.fixture(scope="module")
+def journey(client) -> dict:
+    """Sign up two users, create a public room, ask to join, admit, chat (chatclient.py)."""
+    password = secrets.token_urlsafe(18)
+    result = chatclient(client, "journey", secrets.token_hex(4), password, timeout=120)
+    result["password"] = password
+    return result
+
+
+def test_join_request_reaches_the_owner_within_two_seconds(journey) -> None:
+    assert journey["join_request_seconds"] < 2, journey
+
+
+def test_message_reaches_the_other_member_within_two_seconds(journey) -> None:
+    assert journey["message_seconds"] < 2, journey
+
+
+def purges_done() -> int:
+    stats = json.loads(host("stack-varnish").check_output("varnishstat -j -f MAIN.n_purges"))
+    counters = stats.get("counters", stats)
+    return int(counters["MAIN.n_purges"]["value"])
+
+
+def test_new_message_purges_the_cached_transcript(client, journey) -> None:
+    path = f"/rooms/{journey['room']}/transcript/"
+    curl(client, path)
+    status, headers, body = curl(client, path)
+    assert (status, headers["x-cache"]) == (200, "HIT")
+    assert journey["message"] in body
+    purges_before = purges_done()
+    text = f"second message {secrets.token_hex(4)}"
+    sent = chatclient(
+        client, "ws-roundtrip", journey["guest"], journey["password"], str(journey["room"]), text
+    )
+    assert sent["received"], sent
+    # The purge is a Celery task on the worker: it reaches Varnish within moments.
+    assert wait_for(lambda: purges_done() > purges_before, timeout=10)
+    status, headers, body = curl(client, path)
+    assert status == 200
+    assert text in body
+    assert headers["x-cache"] == "MISS"
+
+
+def test_join_request_mail_sent_by_the_worker_is_in_the_mailbox(monitoring, journey) -> None:
+    subject = f"Subject: {journey['guest']} asks to join {journey['title']}"
+    assert wait_for(lambda: monitoring.mails(subject), timeout=60), f"no mail: {subject!r}"
+    message = monitoring.mails(subject)[0]
+    assert f"To: {journey['owner']}@example.test" in message
+    # Relayed by the worker host's own MTA: Celery sends it, not the web servers.
+    assert "stack-worker" in message
+
+
+def test_admin_path_is_refused_to_the_client(client) -> None:
+    assert curl(client, "/control-room/")[0] == 403
+
+
+def test_browsers_see_each_others_messages_without_a_reload(client, demo) -> None:
+    script = (PROJECT_DIR / "molecule" / "shared" / "browser_chat.mjs").read_text()
+    client.run_expect([0], f"cat > /opt/browser/browser_chat.mjs <<'JS'\n{script}JS")
+    client.run_expect([0], "rm -rf /tmp/shots && mkdir -p /tmp/shots")
+    text = f"from one browser to another {secrets.token_hex(4)}"
+    result = client.run(
+        "cd /opt/browser && timeout 120 node browser_chat.mjs "
+        f"{SITE} {demo['room']} {demo['owner']} {demo['password']} "
+        f"{demo['member']} {demo['password']} '{text}' /tmp/shots"
+    )
+    report = json.loads(result.stdout.strip().splitlines()[-1]) if result.stdout.strip() else {}
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    for name in ("sender", "receiver"):
+        shot = client.run(f"base64 -w0 /tmp/shots/{name}.png")
+        if shot.rc == 0:
+            (ARTIFACTS / f"browser-{name}.png").write_bytes(base64.b64decode(shot.stdout))
+    assert result.rc == 0, (report, result.stderr[-2000:])
+    assert report["received"] and report["receiver_reloads"] == 0, report
+    assert (ARTIFACTS / "browser-receiver.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# Series that prove each tier reports to Graphite (roles/collectd/README.md names the
+# collectd ones; the app's statsd names come from ops.metrics).
+TIER_SERIES = {
+    "haproxy": "collectd.stack-lb.haproxy.*.total_requests",
+    "varnish": "collectd.stack-varnish.varnish.total_requests.client",
+    "uwsgi": "collectd.stack-web1.uwsgi.chat.total_requests",
+    "django-views": "stats.timers.chat.view.*.*.mean",
+    "celery": "stats.timers.chat.celery.chat.tasks.*.duration_ms.count",
+    "postgresql": "collectd.stack-db.postgresql.*.pg_numbackends",
+    "memcached": "collectd.stack-cache.memcached.*.memcached_command.get",
+    "redis": "collectd.stack-cache.redis.*.uptime",
+    "host-cpu": "collectd.stack-web2.cpu.percent.user",
+    "host-memory": "collectd.stack-worker.memory.memory.used",
+    "host-disk": "collectd.stack-replica.df.root.percent_bytes.used",
+}
+
+
+@pytest.mark.parametrize("tier", sorted(TIER_SERIES))
+def test_graphite_has_recent_datapoints_for_each_tier(monitoring, journey, tier: str) -> None:
+    assert wait_for_values(monitoring, TIER_SERIES[tier], timeout=90), TIER_SERIES[tier]
+
+
+@pytest.fixture(scope="module")
+def staff(demo) -> tuple[str, str]:
+    """A staff user, made with the release's manage command (as an operator would)."""
+    name, password = f"ops{secrets.token_hex(3)}", secrets.token_urlsafe(18)
+    host("stack-web1").run_expect(
+        [0],
+        f"DJANGO_SUPERUSER_PASSWORD={password} /srv/chat/current/manage createsuperuser "
+        f"--noinput --username {name} --email {name}@example.test",
+    )
+    return name, password
+
+
+def test_error_in_a_view_appears_in_bugsink_with_the_release(client, monitoring, staff) -> None:
+    page = chatclient(client, "get", *staff, "/-/error-probe/")
+    assert page["status"] == 500, page
+    release = host("stack-web1").check_output("basename $(readlink -f /srv/chat/current)")
+    event = monitoring.bugsink_event(f"request {page['request_id']}")
+    assert event, "the view's error never became visible in Bugsink"
+    assert event["data"]["release"] == release
+    assert "ErrorProbe" in json.dumps(event["data"]["exception"])
+
+
+def test_request_id_is_in_the_haproxy_and_django_lines_of_the_central_log(
+    client, monitoring
+) -> None:
+    # The login page is never cached, so the request goes all the way to Django.
+    request_id = curl(client, "/accounts/login/")[1]["x-request-id"]
+    assert wait_for(lambda: len(monitoring.log_lines(request_id)) >= 2, timeout=30)
+    lines = monitoring.log_lines(request_id)
+    assert any("stack-lb" in line and "haproxy" in line for line in lines), lines
+    assert any(f"[req:{request_id}] GET /accounts/login/" in line for line in lines), lines
