@@ -226,3 +226,23 @@ def test_role_refuses_a_missing_or_weak_secret(cache, extra, message) -> None:
     assert message in output
     assert "changed=0" in output
     assert cache.file("/etc/varnish/secret").md5sum == before
+
+
+def test_every_client_request_is_logged_with_its_request_id(cache, address) -> None:
+    """varnishncsa writes one line per client request to the journal (rsyslog forwards
+    it), with the X-Request-ID HAProxy sets and whether the cache hit."""
+    assert cache.service("varnishncsa").is_running
+    request_id = f"rid-{time.time_ns()}"
+    path = f"/page.html?t=ncsa-{request_id}"
+    for _ in range(2):
+        inside(cache, address, path, "GET", f"X-Request-ID: {request_id}")
+
+    def lines() -> list[str]:
+        out = cache.check_output("journalctl -t varnishncsa --no-pager -o cat")
+        return [line for line in out.splitlines() if f"request_id={request_id}" in line]
+
+    assert wait_for(lambda: len(lines()) == 2, timeout=15)
+    first, second = lines()
+    assert "cache=miss" in first and "cache=hit" in second
+    assert "status=200" in second and f'{path} HTTP/1.1"' in second
+    assert "time=[" in second and "duration_us=" in second
