@@ -82,13 +82,16 @@ class Monitoring:
             .strip()
         )
 
-    def bugsink_event(self, text: str, timeout: float = 60) -> dict:
+    def bugsink_event(self, text: str, project_name: str = "chat", timeout: float = 60) -> dict:
         """The newest event of an issue whose title holds `text`, once Bugsink has
         digested it ({} if none appeared in time)."""
         found: dict = {}
 
+        projects = self.bugsink("projects/")["results"]  # type: ignore[index]
+        project = next(p["id"] for p in projects if p["name"] == project_name)
+
         def digested() -> bool:
-            issues = self.bugsink("issues/")["results"]  # type: ignore[index]
+            issues = self.bugsink(f"issues/?project={project}")["results"]  # type: ignore[index]
             matching = [i["id"] for i in issues if text in i["calculated_value"]]
             if not matching:
                 return False
