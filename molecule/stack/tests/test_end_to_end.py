@@ -51,7 +51,7 @@ def test_new_message_purges_the_cached_transcript(client, journey) -> None:
     assert (status, headers["x-cache"]) == (200, "HIT")
     assert journey["message"] in body
     purges_before = purges_done()
-    text = f"second message {secrets.token_hex(4)}"
+    text = f"second-message-{secrets.token_hex(4)}"
     sent = chatclient(
         client, "ws-roundtrip", journey["guest"], journey["password"], str(journey["room"]), text
     )
