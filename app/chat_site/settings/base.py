@@ -143,7 +143,19 @@ CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
         "CONFIG": {
-            "hosts": [{"address": env_str("CHANNELS_REDIS_URL", REDIS_URL)}],
+            # A connection whose packets vanish (a partition, a dead peer) must fail and be
+            # replaced, not hang: the layer's blocking pops wait at most 5 s, so a read
+            # silent for 15 s is a dead connection; keepalive and a health check find
+            # idle ones.
+            "hosts": [
+                {
+                    "address": env_str("CHANNELS_REDIS_URL", REDIS_URL),
+                    "socket_timeout": 15,
+                    "socket_connect_timeout": 5,
+                    "socket_keepalive": True,
+                    "health_check_interval": 10,
+                }
+            ],
             "prefix": f"{CACHE_KEY_PREFIX}:asgi",
             "capacity": 1000,
             "expiry": 60,

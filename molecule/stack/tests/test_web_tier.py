@@ -144,7 +144,7 @@ def requests_seen_by(name: str, token: str) -> int:
     return int(out.stdout.strip() or 0)
 
 
-def test_unhealthy_web_server_gets_no_requests(client) -> None:
+def test_unhealthy_web_server_gets_no_requests(client, demo) -> None:
     app1 = host("stack-web1")
     data = host("stack-cache").check_output("hostname -I").split()[0]
     # Cut stack-web1 off from Redis: its /-/health/ fails while the process stays up.
@@ -166,6 +166,21 @@ def test_unhealthy_web_server_gets_no_requests(client) -> None:
     finally:
         app1.run("nft delete table inet hpdtest")
     assert wait_for(lambda: haproxy_status("stack-web1") == "UP", timeout=60)
+    # Its WebSockets work again too: the channel layer replaced the connections the cut
+    # left hanging (new sockets go to stack-web1 while stack-web2 is drained).
+    lb = host("stack-lb")
+    lb.run_expect([0], f"echo 'set server asgi/stack-web2 state drain' | {LB_SOCKET}")
+    try:
+        text = f"after-the-cut-{secrets.token_hex(4)}"
+
+        def roundtrip() -> bool:
+            return chatclient(
+                client, "ws-roundtrip", demo["owner"], demo["password"], str(demo["room"]), text
+            )["received"]
+
+        assert wait_for(roundtrip, timeout=60, interval=2)
+    finally:
+        lb.run_expect([0], f"echo 'set server asgi/stack-web2 state ready' | {LB_SOCKET}")
 
 
 def test_drained_server_keeps_its_sockets_and_gets_no_new_ones(client, demo) -> None:
