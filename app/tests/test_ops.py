@@ -10,6 +10,8 @@ import secrets
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -100,21 +102,28 @@ def test_health_is_503_when_redis_is_unreachable(settings, db) -> None:
 # --- request ids, logging, metrics -----------------------------------------------------------
 
 
-@pytest.mark.django_db
-def test_request_id_is_echoed_and_logged(settings) -> None:
-    # The handler, filter and format of the real LOGGING setting, writing to a buffer.
+@contextmanager
+def captured_log(settings, name: str) -> Iterator[io.StringIO]:
+    """The handler, filter and format of the real LOGGING setting, on logger `name`,
+    writing to a buffer."""
     handler = logging.StreamHandler(io.StringIO())
     handler.addFilter(RequestIdFilter())
     handler.setFormatter(logging.Formatter(settings.LOGGING["formatters"]["plain"]["format"]))
-    logger = logging.getLogger("django.request")
+    logger = logging.getLogger(name)
     logger.addHandler(handler)
     try:
-        response = Client().get("/rooms/424242/transcript/", HTTP_X_REQUEST_ID="lb-4f2a-77")
+        yield handler.stream
     finally:
         logger.removeHandler(handler)
+
+
+@pytest.mark.django_db
+def test_request_id_is_echoed_and_logged(settings) -> None:
+    with captured_log(settings, "django.request") as log:
+        response = Client().get("/rooms/424242/transcript/", HTTP_X_REQUEST_ID="lb-4f2a-77")
     assert response.status_code == 404
     assert response["X-Request-ID"] == "lb-4f2a-77"
-    line = handler.stream.getvalue()
+    line = log.getvalue()
     assert "[req:lb-4f2a-77]" in line
     assert "Not Found: /rooms/424242/transcript/" in line
     assert settings.LOGGING["handlers"]["stderr"]["stream"] == "ext://sys.stderr"
@@ -122,17 +131,10 @@ def test_request_id_is_echoed_and_logged(settings) -> None:
 
 @pytest.mark.django_db
 def test_every_request_is_logged_once_at_info_with_its_request_id(settings) -> None:
-    handler = logging.StreamHandler(io.StringIO())
-    handler.addFilter(RequestIdFilter())
-    handler.setFormatter(logging.Formatter(settings.LOGGING["formatters"]["plain"]["format"]))
-    logger = logging.getLogger("ops.request")
-    logger.addHandler(handler)
-    try:
+    with captured_log(settings, "ops.request") as log:
         response = Client().get("/accounts/login/", HTTP_X_REQUEST_ID="lb-91c3-05")
-    finally:
-        logger.removeHandler(handler)
     assert response.status_code == 200
-    lines = handler.stream.getvalue().splitlines()
+    lines = log.getvalue().splitlines()
     assert len(lines) == 1, lines
     assert lines[0].split()[2] == "INFO"
     assert "[req:lb-91c3-05] GET /accounts/login/ -> 200 in " in lines[0]
