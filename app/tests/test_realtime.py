@@ -229,3 +229,24 @@ async def test_trimmed_history_asks_the_client_to_reload(
     socket = await connect(f"/ws/room/{room.pk}?since={newest}", member)
     assert await frames(socket) == []
     await socket.disconnect()
+
+
+# --- resilience ---------------------------------------------------------------------------
+
+
+async def test_sockets_work_after_redis_drops_the_layers_connections(
+    room: ChatRoom, owner: User, member: User
+) -> None:
+    """A partition or a Redis restart leaves dead connections in the layer's pool; the
+    next socket must get a fresh one instead of a 500 on its handshake."""
+    owner_socket = await connect(f"/ws/room/{room.pk}", owner)
+    await owner_socket.disconnect()
+    killed = await sync_to_async(events.redis_client().client_kill_filter)(
+        _type="normal", skipme=True
+    )
+    assert killed >= 1
+    member_socket = await connect(f"/ws/room/{room.pk}", member)
+    message = await sync_to_async(services.post_message)(room, owner, "still here")
+    received = await frames(member_socket)
+    assert [f["payload"]["id"] for f in received] == [message.pk]
+    await member_socket.disconnect()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import redis.exceptions
 from celery.schedules import crontab
 
 from chat_site.env import (
@@ -146,7 +147,9 @@ CHANNEL_LAYERS = {
             # A connection whose packets vanish (a partition, a dead peer) must fail and be
             # replaced, not hang: the layer's blocking pops wait at most 5 s, so a read
             # silent for 15 s is a dead connection; keepalive and a health check find
-            # idle ones.
+            # idle ones. A pooled connection the server closed (a restart, the end of a
+            # partition) is retried once on a new one instead of failing the handshake:
+            # channels_redis hands redis-py a pool, whose default is no retry at all.
             "hosts": [
                 {
                     "address": env_str("CHANNELS_REDIS_URL", REDIS_URL),
@@ -154,6 +157,7 @@ CHANNEL_LAYERS = {
                     "socket_connect_timeout": 5,
                     "socket_keepalive": True,
                     "health_check_interval": 10,
+                    "retry_on_error": [redis.exceptions.ConnectionError],
                 }
             ],
             "prefix": f"{CACHE_KEY_PREFIX}:asgi",

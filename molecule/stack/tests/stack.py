@@ -30,9 +30,24 @@ def curl(client, path: str, *args: str) -> tuple[int, dict[str, str], str]:
     return status, headers, body
 
 
-def chatclient(client, *args: str, timeout: int = 60) -> dict:
-    out = client.check_output(
+def _chatclient_command(args: tuple[str, ...], timeout: int) -> str:
+    return (
         f"timeout {timeout} python3 /usr/local/bin/chatclient --base {SITE} --ca {CA} "
         + " ".join(args)
     )
+
+
+def chatclient(client, *args: str, timeout: int = 60) -> dict:
+    """Run the chat client in the client container; a failure fails the test."""
+    out = client.check_output(_chatclient_command(args, timeout))
     return json.loads(out.splitlines()[-1])
+
+
+def try_chatclient(client, *args: str, timeout: int = 60) -> tuple[dict | None, str]:
+    """Run the chat client where failing is an expected outcome (a server recovering):
+    returns its result, or None and the last line of its error."""
+    result = client.run(_chatclient_command(args, timeout))
+    if result.rc != 0:
+        lines = (result.stderr or result.stdout or f"exit {result.rc}").strip().splitlines()
+        return None, lines[-1] if lines else f"exit {result.rc}"
+    return json.loads(result.stdout.splitlines()[-1]), ""

@@ -9,7 +9,16 @@ import time
 
 import pytest
 from hpdtest import host, run_playbook, wait_for
-from stack import CA, LB_SOCKET, SITE, TRANSCRIPT_TTL, WEB_SERVERS, chatclient, curl
+from stack import (
+    CA,
+    LB_SOCKET,
+    SITE,
+    TRANSCRIPT_TTL,
+    WEB_SERVERS,
+    chatclient,
+    curl,
+    try_chatclient,
+)
 
 
 def test_https_serves_the_app_and_http_redirects(client) -> None:
@@ -166,19 +175,28 @@ def test_unhealthy_web_server_gets_no_requests(client, demo) -> None:
     finally:
         app1.run("nft delete table inet hpdtest")
     assert wait_for(lambda: haproxy_status("stack-web1") == "UP", timeout=60)
-    # Its WebSockets work again too: the channel layer replaced the connections the cut
-    # left hanging (new sockets go to stack-web1 while stack-web2 is drained).
+    # Its WebSockets work again too: the channel layer replaces the connections the cut
+    # left hanging (new sockets go to stack-web1 while stack-web2 is drained). A handshake
+    # refused while it does so is what a browser sees too; it reconnects, and so do we.
     lb = host("stack-lb")
     lb.run_expect([0], f"echo 'set server asgi/stack-web2 state drain' | {LB_SOCKET}")
+    failures: list[str] = []
     try:
         text = f"after-the-cut-{secrets.token_hex(4)}"
 
         def roundtrip() -> bool:
-            return chatclient(
+            result, error = try_chatclient(
                 client, "ws-roundtrip", demo["owner"], demo["password"], str(demo["room"]), text
-            )["received"]
+            )
+            if result is None:
+                failures.append(error)
+                return False
+            return result["received"]
 
-        assert wait_for(roundtrip, timeout=60, interval=2)
+        recovered = wait_for(roundtrip, timeout=60, interval=2)
+        asgi_log = "" if recovered else app1.run("journalctl -u asgi -n 60 --no-pager").stdout
+        assert recovered, f"{failures}\n{asgi_log}"
+        print(f"WebSocket attempts refused before recovery: {len(failures)} {failures}")
     finally:
         lb.run_expect([0], f"echo 'set server asgi/stack-web2 state ready' | {LB_SOCKET}")
 
