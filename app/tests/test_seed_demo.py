@@ -17,6 +17,8 @@ def seed(password: str = "a-long-demo-password") -> dict:  # noqa: S107 (a test 
 def test_seed_demo_creates_a_public_room_once(client) -> None:
     first = seed()
     second = seed("another-long-password")
+    assert first.pop("created") is True
+    assert second.pop("created") is False
     assert first == second
     room = ChatRoom.objects.get(pk=first["room"])
     assert room.is_public

@@ -43,6 +43,7 @@ class Command(BaseCommand):
                 users.append(user)
             owner, member = users
             room = ChatRoom.objects.filter(owner=owner, title=DEMO_ROOM_TITLE).first()
+            created = room is None
             if room is None:
                 room = services.create_room(owner, DEMO_ROOM_TITLE, is_public=True)
                 for text in DEMO_MESSAGES:
@@ -55,6 +56,8 @@ class Command(BaseCommand):
                     "transcript": room.get_transcript_url(),
                     "owner": owner.username,
                     "member": member.username,
+                    # Lets a playbook report "changed" only on the run that seeded.
+                    "created": created,
                 }
             )
         )
