@@ -31,6 +31,20 @@ def load_dotenv_file(default_path: Path) -> Path | None:
     return None
 
 
+def apply_env_file(path: str | Path, *, override: bool) -> None:
+    """Load a deployment environment file: ``KEY=value`` lines taken literally (no quoting),
+    as uWSGI's ``for-readline`` and the release's ``manage`` read them; ``#`` starts a
+    comment line. With ``override=False`` variables already set win."""
+    with open(path, encoding="utf-8") as env_file:
+        for raw in env_file:
+            line = raw.rstrip("\n")
+            if not line or line.startswith("#") or "=" not in line:
+                continue
+            key, value = line.split("=", 1)
+            if override or key not in os.environ:
+                os.environ[key] = value
+
+
 def env_str(name: str, default: str | None = None) -> str:
     value = os.environ.get(name)
     if value is None:

@@ -364,3 +364,24 @@ def test_env_helpers(monkeypatch, tmp_path: Path) -> None:
     monkeypatch.delenv("X_FROM_FILE")
     monkeypatch.setenv("ENV_FILE", "")
     assert env.load_dotenv_file(dotenv) is None
+
+
+def test_env_file_is_read_literally_and_overrides_only_when_asked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env_file = tmp_path / "app.env"
+    env_file.write_text(
+        "# the release's environment\n"
+        "HPD_TEST_RELEASE=new\n"
+        "HPD_TEST_URL=redis://:p#ss=word@10.0.0.2:6379/0\n"
+        "HPD_TEST_QUOTED='kept'\n"
+    )
+    monkeypatch.setenv("HPD_TEST_RELEASE", "old")
+    for name in ("HPD_TEST_URL", "HPD_TEST_QUOTED"):
+        monkeypatch.delenv(name, raising=False)
+    env.apply_env_file(env_file, override=False)
+    assert os.environ["HPD_TEST_RELEASE"] == "old"  # the caller's value wins
+    assert os.environ["HPD_TEST_URL"] == "redis://:p#ss=word@10.0.0.2:6379/0"
+    assert os.environ["HPD_TEST_QUOTED"] == "'kept'"  # literally, as uWSGI reads it
+    env.apply_env_file(env_file, override=True)
+    assert os.environ["HPD_TEST_RELEASE"] == "new"  # what a reloaded uWSGI worker does

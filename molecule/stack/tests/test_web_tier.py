@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
@@ -82,26 +83,66 @@ def test_websocket_through_balancer_receives_message_posted_over_http(client, de
     assert result["seconds"] < 2
 
 
+APP_ENV = "/srv/chat/current/app.env"
+
+
+def releases_served_by(name: str, requests: int = 12) -> set[str]:
+    """The release ids a web server's uWSGI workers report (enough requests to reach
+    every worker)."""
+    web = host(name)
+    url = f"http://{web.check_output('hostname -I').split()[0]}:8000/-/health/"
+    seen = set()
+    for _ in range(requests):
+        out = web.run(f"curl -s -m 5 -H 'Host: localhost' {url}").stdout
+        try:
+            seen.add(json.loads(out)["release"])
+        except ValueError:  # a worker between old and new
+            seen.add("no answer")
+    return seen
+
+
+def chain_reload(name: str) -> None:
+    host(name).run_expect([0], "touch /run/uwsgi/chat.chain-reload")
+
+
 def test_graceful_reload_under_load_fails_no_request(client) -> None:
-    client.run_expect([0], "rm -f /tmp/ab.out")
-    client.run_expect(
-        [0],
-        f"nohup ab -q -n 2000 -c 20 -s 20 {SITE}/-/alive/ > /tmp/ab.out 2>&1 & echo started",
-    )
-    time.sleep(2)
+    # The reload must also bring the release's environment into every new worker, as a
+    # deploy relies on: the release id in app.env is changed first, and restored after.
+    release = f"reload-{secrets.token_hex(4)}"
     for name in WEB_SERVERS:
-        host(name).run_expect([0], "touch /run/uwsgi/chat.chain-reload")
-    assert wait_for(
-        lambda: (
-            "Requests per second" in client.run("cat /tmp/ab.out").stdout
-            or "apr_" in client.run("cat /tmp/ab.out").stdout
-        ),
-        timeout=240,
-    )
-    report = client.check_output("cat /tmp/ab.out")
-    assert "Complete requests:      2000" in report, report
-    assert re.search(r"Failed requests:\s+0\b", report), report
-    assert "Non-2xx responses" not in report, report
+        host(name).run_expect(
+            [0],
+            f"cp -p {APP_ENV} /tmp/app.env.orig && "
+            f"sed -i 's/^APP_RELEASE=.*/APP_RELEASE={release}/' {APP_ENV}",
+        )
+    try:
+        client.run_expect([0], "rm -f /tmp/ab.out")
+        client.run_expect(
+            [0],
+            f"nohup ab -q -n 2000 -c 20 -s 20 {SITE}/-/alive/ > /tmp/ab.out 2>&1 & echo started",
+        )
+        time.sleep(2)
+        for name in WEB_SERVERS:
+            chain_reload(name)
+        assert wait_for(
+            lambda: (
+                "Requests per second" in client.run("cat /tmp/ab.out").stdout
+                or "apr_" in client.run("cat /tmp/ab.out").stdout
+            ),
+            timeout=240,
+        )
+        report = client.check_output("cat /tmp/ab.out")
+        assert "Complete requests:      2000" in report, report
+        assert re.search(r"Failed requests:\s+0\b", report), report
+        assert "Non-2xx responses" not in report, report
+        for name in WEB_SERVERS:
+            assert wait_for(lambda name=name: releases_served_by(name) == {release}, timeout=60)
+    finally:
+        for name in WEB_SERVERS:
+            host(name).run_expect([0], f"cp -p /tmp/app.env.orig {APP_ENV}")
+            chain_reload(name)
+    for name in WEB_SERVERS:
+        assert wait_for(lambda name=name: release not in releases_served_by(name), timeout=60)
 
 
 def static_path(client) -> str:
