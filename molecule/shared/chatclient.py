@@ -184,10 +184,14 @@ class Listener:
 
 
 def journey(args: argparse.Namespace) -> dict:
-    """Two new users: the owner signs up and creates a public room; the guest signs up and
-    asks to join with the room's code; the owner's socket gets the request, the owner
-    admits, and a message from the owner reaches the guest's socket."""
+    """Three new users: the owner signs up and creates a public room; the guest signs up
+    and asks to join with the room's code; the owner's socket gets the request, the owner
+    admits, and a message from the owner reaches the guest's socket. Then a latecomer asks
+    to join and is left waiting: the worker mails the owner only about requests still
+    pending when it runs, so the guest's (admitted at once) may or may not get a mail,
+    while the latecomer's always does."""
     owner_name, guest_name = f"owner{args.token}", f"guest{args.token}"
+    latecomer_name = f"late{args.token}"
     owner, guest = Session(args.base, args.ca), Session(args.base, args.ca)
     owner.signup(owner_name, f"{owner_name}@example.test", args.password)
     guest.signup(guest_name, f"{guest_name}@example.test", args.password)
@@ -223,6 +227,10 @@ def journey(args: argparse.Namespace) -> dict:
             report["message_seconds"] = seconds
             report["message"] = text
             assert event is not None, f"the guest saw no message; saw {guest_events.events}"
+    latecomer = Session(args.base, args.ca)
+    latecomer.signup(latecomer_name, f"{latecomer_name}@example.test", args.password)
+    latecomer.post_form("/join/", {"code": code})
+    report["pending_guest"] = latecomer_name
     return report
 
 

@@ -101,7 +101,22 @@ def releases_served_by(name: str, requests: int = 12) -> set[str]:
     return seen
 
 
+def chain_reload_running(name: str) -> bool:
+    """Whether the vassal's master has started a chain reload it has not finished: its
+    last chain line in the journal is the start, not "chain reloading complete"."""
+    web = host(name)
+    master = json.loads(web.check_output("curl -s http://127.0.0.1:1717/"))["pid"]
+    last = web.run(
+        f"journalctl -u uwsgi-emperor _PID={master} -o cat -n 1 "
+        "-g 'chain reload !!!|chain reloading complete'"
+    ).stdout
+    return "chain reload !!!" in last
+
+
 def chain_reload(name: str) -> None:
+    """Touch the chain-reload file once the previous chain reload is over: uWSGI ignores
+    a touch that comes while one is running ("chain reload is already running")."""
+    assert wait_for(lambda: not chain_reload_running(name), timeout=120), name
     host(name).run_expect([0], "touch /run/uwsgi/chat.chain-reload")
 
 
