@@ -7,9 +7,10 @@ import os
 import re
 import secrets
 import time
+from pathlib import Path
 
 import pytest
-from hpdtest import host, run_playbook, wait_for
+from hpdtest import host, role_setting, run_playbook, wait_for
 from stack import (
     CA,
     LB_SOCKET,
@@ -329,4 +330,29 @@ def test_grace_serves_stale_pages_when_every_web_server_is_down(client, demo) ->
     finally:
         for name in WEB_SERVERS:
             host(name).run_expect([0], "systemctl start uwsgi-emperor")
+    assert wait_for(lambda: all(app_answers(name) for name in WEB_SERVERS), timeout=90)
+    # From the moment the app answers, Varnish needs `threshold` good probes, one per
+    # interval, to call a server healthy; the next request then refreshes the stale copy.
+    back = time.monotonic()
+    assert wait_for(lambda: int(curl(client, path)[1]["age"]) <= TRANSCRIPT_TTL, timeout=60)
+    recovery = time.monotonic() - back
+    assert recovery <= probe_recovery_seconds() + 2, recovery
+    # One healthy server is enough for a fresh page; the other follows on its own probes.
     assert wait_for(lambda: not varnish_backends("sick"), timeout=90)
+
+
+def app_answers(name: str) -> bool:
+    """Whether the web server's uWSGI answers its health URL (as Varnish's probe asks)."""
+    web = host(name)
+    url = f"http://{web.check_output('hostname -I').split()[0]}:8000/-/health/"
+    return web.run(f"curl -sf -m 2 -o /dev/null {url}").rc == 0
+
+
+def probe_recovery_seconds() -> float:
+    """How long Varnish takes at most to call a recovered server healthy: `threshold`
+    probes of the window, one per interval, plus a probe's timeout."""
+    scenario = Path(__file__).resolve().parents[1]
+    interval = float(str(role_setting("varnish", "varnish_probe_interval", scenario)).rstrip("s"))
+    timeout = float(str(role_setting("varnish", "varnish_probe_timeout", scenario)).rstrip("s"))
+    threshold = int(role_setting("varnish", "varnish_probe_threshold", scenario))
+    return threshold * interval + timeout
