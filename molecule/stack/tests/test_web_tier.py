@@ -87,11 +87,16 @@ def test_websocket_through_balancer_receives_message_posted_over_http(client, de
 APP_ENV = "/srv/chat/current/app.env"
 
 
+def health_url(web) -> str:
+    """The web server's uWSGI health URL on its private address, as Varnish's probe asks it."""
+    return f"http://{web.check_output('hostname -I').split()[0]}:8000/-/health/"
+
+
 def releases_served_by(name: str, requests: int = 12) -> set[str]:
     """The release ids a web server's uWSGI workers report (enough requests to reach
     every worker)."""
     web = host(name)
-    url = f"http://{web.check_output('hostname -I').split()[0]}:8000/-/health/"
+    url = health_url(web)
     seen = set()
     for _ in range(requests):
         out = web.run(f"curl -s -m 5 -H 'Host: localhost' {url}").stdout
@@ -344,8 +349,7 @@ def test_grace_serves_stale_pages_when_every_web_server_is_down(client, demo) ->
 def app_answers(name: str) -> bool:
     """Whether the web server's uWSGI answers its health URL (as Varnish's probe asks)."""
     web = host(name)
-    url = f"http://{web.check_output('hostname -I').split()[0]}:8000/-/health/"
-    return web.run(f"curl -sf -m 2 -o /dev/null {url}").rc == 0
+    return web.run(f"curl -sf -m 2 -o /dev/null {health_url(web)}").rc == 0
 
 
 def probe_recovery_seconds() -> float:
