@@ -4,10 +4,17 @@ tools, and small wrappers around curl and the chat client run inside that contai
 from __future__ import annotations
 
 import json
+from pathlib import Path
+
+import yaml
 
 CA = "/usr/local/share/ca-certificates/hpd-test-ca.crt"
 SITE = "https://stack-lb"
-TRANSCRIPT_TTL = 10  # CHAT_TRANSCRIPT_MAX_AGE in group_vars
+SCENARIO_VARS = Path(__file__).resolve().parents[1] / "group_vars" / "all" / "main.yml"
+# The transcript's time to live in Varnish: the app's max-age, shortened by the scenario.
+TRANSCRIPT_TTL = int(
+    yaml.safe_load(SCENARIO_VARS.read_text())["app_extra_environment"]["CHAT_TRANSCRIPT_MAX_AGE"]
+)
 WEB_SERVERS = ("stack-web1", "stack-web2")
 LB_SOCKET = "socat stdio /run/haproxy/admin.sock"
 CLIENT = "stack-client"
