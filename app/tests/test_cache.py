@@ -18,7 +18,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from chat import services
-from chat.context_processors import jitter
+from chat.context_processors import jitter, templates_version
 from ops.cache import FailSafePyLibMCCache
 
 pytestmark = pytest.mark.django_db
@@ -38,7 +38,8 @@ def test_room_fragments_are_cached_and_expire_by_key(public_room, member, login)
     with CaptureQueriesContext(connection) as warm:
         assert "first" in client.get(url).text
     assert message_queries(warm) == []  # the outer doll was a hit
-    assert cache.get(make_template_fragment_key("chat_message", [first.pk])) is not None
+    fragment = make_template_fragment_key("chat_message", [first.pk, templates_version()])
+    assert cache.get(fragment) is not None
     # A new message bumps the room's version: a new outer key, so the page is fresh
     # at once, while the inner fragment of the old message is reused.
     services.post_message(public_room, member, "second")
@@ -51,6 +52,33 @@ def test_room_fragments_are_cached_and_expire_by_key(public_room, member, login)
     with CaptureQueriesContext(connection) as room_page:
         assert "second" in login(member).get(public_room.get_absolute_url()).text
     assert message_queries(room_page) == []
+
+
+def test_fragments_rendered_by_other_templates_are_not_reused(
+    public_room, member, monkeypatch
+) -> None:
+    # What a release with changed templates sees: the fragments the previous release
+    # cached are keyed by the previous templates' version, so its pages render afresh.
+    services.post_message(public_room, member, "hello")
+    url = public_room.get_transcript_url()
+    Client().get(url)
+    monkeypatch.setattr("chat.context_processors.templates_version", lambda: "next-release")
+    with CaptureQueriesContext(connection) as changed:
+        assert "hello" in Client().get(url).text
+    assert len(message_queries(changed)) == 1
+
+
+def test_templates_version_follows_the_templates(settings, tmp_path) -> None:
+    (tmp_path / "extra.html").write_text("one")
+    settings.TEMPLATES = [{**settings.TEMPLATES[0], "DIRS": [tmp_path]}]
+    templates_version.cache_clear()
+    try:
+        before = templates_version()
+        (tmp_path / "extra.html").write_text("two")
+        templates_version.cache_clear()
+        assert templates_version() != before
+    finally:
+        templates_version.cache_clear()
 
 
 def test_public_room_directory_is_a_cached_query(public_room) -> None:

@@ -13,7 +13,15 @@ keeps the socket open for SECONDS, appending every event to OUTFILE;
 plays two new users end to end (sign up, create a room, ask to join, admit, chat) and
 prints what each step saw, with timings;
     chatclient.py ... get USER PASSWORD PATH
-prints the status and X-Request-ID of a page fetched as that user.
+prints the status and X-Request-ID of a page fetched as that user;
+    chatclient.py ... load USER PASSWORD ROOM_ID STOPFILE [--cached N --pages N
+                      --posters N --listeners N --max-seconds S and think times]
+runs visitors until STOPFILE exists: anonymous readers of the cached landing page and
+transcript, members reloading the room page, members posting messages, and members whose
+sockets listen to the room and, when a socket closes, reconnect from their last timepoint
+as the browser does. Prints what each kind saw: requests, failures (an error, a timeout,
+or a status outside 2xx/3xx), latencies, the messages posted and the ones each listener
+received.
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ from __future__ import annotations
 import argparse
 import http.cookiejar
 import json
+import os
 import re
 import ssl
 import sys
@@ -246,6 +255,144 @@ def get_page(args: argparse.Namespace) -> dict:
     return {"status": status, "request_id": headers.get("X-Request-ID", "")}
 
 
+class LoadRun:
+    """Shared by the load command's threads: what they did, under one lock."""
+
+    def __init__(self, stopfile: str, max_seconds: float) -> None:
+        self.stopfile = stopfile
+        self.deadline = time.monotonic() + max_seconds
+        self.lock = threading.Lock()
+        self.requests: dict[str, int] = {}
+        self.latencies: dict[str, list[float]] = {}
+        self.failures: list[dict] = []
+        self.posted: list[str] = []
+        # Set once the visitors have stopped: listeners then stay a few seconds more, for
+        # the events of the last posts.
+        self.listen_until: float | None = None
+
+    def running(self) -> bool:
+        return time.monotonic() < self.deadline and not os.path.exists(self.stopfile)
+
+    def listening(self) -> bool:
+        return self.listen_until is None or time.monotonic() < self.listen_until
+
+    def timed(self, kind: str, call) -> object:
+        """Run one request; count it, and record it as failed unless it answered 2xx/3xx."""
+        started = time.monotonic()
+        result, failure = None, None
+        try:
+            result = call()
+        except urllib.error.HTTPError as error:
+            failure = f"HTTP {error.code}"
+        except Exception as error:  # a refused or reset connection, a timeout
+            failure = f"{type(error).__name__}: {error}"
+        seconds = time.monotonic() - started
+        with self.lock:
+            self.requests[kind] = self.requests.get(kind, 0) + 1
+            self.latencies.setdefault(kind, []).append(seconds)
+            if failure:
+                self.failures.append({"kind": kind, "error": failure, "at": time.time()})
+        return result
+
+    def summary(self) -> dict:
+        def percentiles(values: list[float]) -> dict:
+            ordered = sorted(values)
+            pick = lambda q: round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 3)  # noqa: E731
+            return {"p50": pick(0.5), "p99": pick(0.99), "max": round(ordered[-1], 3)}
+
+        return {
+            "requests": self.requests,
+            "failed": len(self.failures),
+            "failures": self.failures[:20],
+            "latency": {kind: percentiles(v) for kind, v in self.latencies.items() if v},
+            "posted": self.posted,
+        }
+
+
+def load(args: argparse.Namespace) -> dict:
+    run = LoadRun(args.stopfile, args.max_seconds)
+    room_path = f"/rooms/{args.room}/"
+
+    def member() -> Session:
+        session = Session(args.base, args.ca)
+        session.login(args.user, args.password)
+        return session
+
+    def reader() -> None:
+        session = Session(args.base, args.ca)
+        transcript = re.search(r'href="(/rooms/[^"]*transcript[^"]*)"', session.get("/"))
+        paths = ["/"] + ([transcript.group(1)] if transcript else [])
+        while run.running():
+            for path in paths:
+                run.timed("cached", lambda path=path: session.get(path))
+                time.sleep(args.cached_think)
+
+    def page_reader() -> None:
+        session = member()
+        while run.running():
+            run.timed("page", lambda: session.get(room_path))
+            time.sleep(args.page_think)
+
+    def poster(number: int) -> None:
+        session = member()
+        sent = 0
+        while run.running():
+            text = f"load {args.token} poster {number} message {sent}"
+            reply = run.timed(
+                "post",
+                lambda text=text: session.post(
+                    f"{room_path}messages/", {"message": text}, json_reply=True
+                ),
+            )
+            if reply is not None:
+                with run.lock:
+                    run.posted.append(text)
+            sent += 1
+            time.sleep(args.post_interval)
+
+    listeners: list[dict] = []
+
+    def listener() -> None:
+        session = member()
+        seen: dict = {"received": [], "connects": 0, "resyncs": 0, "errors": []}
+        listeners.append(seen)
+        since = None
+        while run.listening():
+            query = f"?since={since}" if since else ""
+            try:
+                with session.websocket(f"/ws/room/{args.room}{query}") as socket:
+                    seen["connects"] += 1
+                    while run.listening():
+                        try:
+                            event = json.loads(socket.recv(timeout=1))
+                        except TimeoutError:
+                            continue
+                        since = event.get("timepoint") or since
+                        if event.get("type") == "resync":
+                            seen["resyncs"] += 1
+                        elif event.get("type") == "message.created":
+                            seen["received"].append(event["payload"]["message"])
+            except Exception as error:  # closed by a restarting server: reconnect
+                seen["errors"].append(f"{type(error).__name__}: {error}"[:200])
+                time.sleep(0.2)
+
+    threads = [threading.Thread(target=listener) for _ in range(args.listeners)]
+    for thread in threads:
+        thread.start()
+    time.sleep(2)  # the listeners are connected before the first post
+    threads += [threading.Thread(target=reader) for _ in range(args.cached)]
+    threads += [threading.Thread(target=page_reader) for _ in range(args.pages)]
+    threads += [threading.Thread(target=poster, args=(n,)) for n in range(args.posters)]
+    for thread in threads[args.listeners :]:
+        thread.start()
+    for thread in threads[args.listeners :]:
+        thread.join()
+    run.listen_until = time.monotonic() + 5
+    for thread in threads[: args.listeners]:
+        thread.join()
+    return {**run.summary(), "listeners": listeners}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--base", required=True)
@@ -266,12 +413,26 @@ def main() -> int:
     page = commands.add_parser("get")
     for name in ("user", "password", "path"):
         page.add_argument(name)
+    run = commands.add_parser("load")
+    for name in ("user", "password", "room", "stopfile"):
+        run.add_argument(name)
+    run.add_argument("--token", default="run")
+    run.add_argument("--cached", type=int, default=20)
+    run.add_argument("--pages", type=int, default=20)
+    run.add_argument("--posters", type=int, default=5)
+    run.add_argument("--listeners", type=int, default=5)
+    # Seconds each visitor waits between its requests (0: as fast as the site answers).
+    run.add_argument("--cached-think", type=float, default=0.5)
+    run.add_argument("--page-think", type=float, default=1.0)
+    run.add_argument("--post-interval", type=float, default=1.0)
+    run.add_argument("--max-seconds", type=float, default=600)
     args = parser.parse_args()
     command = {
         "ws-roundtrip": ws_roundtrip,
         "ws-listen": ws_listen,
         "journey": journey,
         "get": get_page,
+        "load": load,
     }[args.command]
     print(json.dumps(command(args)))
     return 0

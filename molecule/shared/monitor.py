@@ -1,6 +1,6 @@
 """What the monitoring host shows, asked the way an operator would: Graphite's render
-API, Bugsink's REST API, the mail sink's Maildir and the central log. Used by the
-monitoring and stack scenarios; every query runs inside a container of the scenario."""
+API, Bugsink's REST API, the mail sink's Maildir and the central log. Used by the stack
+scenario's tests; every query runs inside a container of the scenario."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ import time
 import urllib.parse
 from dataclasses import dataclass
 
-from hpdtest import address, host, wait_for
+from hpdtest import address, host, site_default, wait_for
 
-GRAPHITE_PORT = 8080  # graphite_web_port
-BUGSINK_PORT = 8090  # bugsink_port
+GRAPHITE_PORT = site_default("site_ports")["graphite_web"]
+BUGSINK_PORT = site_default("site_ports")["bugsink"]
 BUGSINK_TOKEN_FILE = "/etc/bugsink/api-token"  # noqa: S105 (a path: bugsink_api_token_path)
 MAILBOX = "/var/lib/mailsink/Maildir"  # postfix_sink_mailbox
 CENTRAL_LOG = "/var/log/central"  # rsyslog_central_dir
@@ -82,13 +82,21 @@ class Monitoring:
             .strip()
         )
 
+    def bugsink_project(self, name: str = "chat") -> int:
+        projects = self.bugsink("projects/")["results"]  # type: ignore[index]
+        return next(p["id"] for p in projects if p["name"] == name)
+
+    def bugsink_releases(self, project_name: str = "chat") -> list[str]:
+        """The versions of the releases Bugsink knows for the project."""
+        project = self.bugsink_project(project_name)
+        results = self.bugsink(f"releases/?project={project}")["results"]  # type: ignore[index]
+        return [release["version"] for release in results]
+
     def bugsink_event(self, text: str, project_name: str = "chat", timeout: float = 60) -> dict:
         """The newest event of an issue whose title holds `text`, once Bugsink has
         digested it ({} if none appeared in time)."""
         found: dict = {}
-
-        projects = self.bugsink("projects/")["results"]  # type: ignore[index]
-        project = next(p["id"] for p in projects if p["name"] == project_name)
+        project = self.bugsink_project(project_name)
 
         def digested() -> bool:
             issues = self.bugsink(f"issues/?project={project}")["results"]  # type: ignore[index]

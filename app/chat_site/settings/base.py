@@ -74,6 +74,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "chat.context_processors.cache_ttls",
+                "chat.context_processors.templates",
             ],
         },
     },
@@ -244,7 +245,9 @@ SENTRY_TRACES_SAMPLE_RATE = float(env_str("SENTRY_TRACES_SAMPLE_RATE", "0"))
 HEALTH_CRITICAL_CHECKS = env_list("HEALTH_CRITICAL_CHECKS", ["database", "redis", "migrations"])
 
 # --- Auth, i18n, static and uploaded files --------------------------------------------
-ADMIN_URL = env_str("ADMIN_URL", "manage/").strip("/") + "/"
+# Deployments get it from the app role's environment file (the site contract's
+# site_admin_path); the default matches the contract's default.
+ADMIN_URL = env_str("ADMIN_URL", "control-room/").strip("/") + "/"
 LOGIN_URL = "accounts:login"
 LOGIN_REDIRECT_URL = "chat:home"
 LOGOUT_REDIRECT_URL = "chat:index"

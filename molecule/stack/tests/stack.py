@@ -1,24 +1,46 @@
-"""What the stack scenario's tests share: the site's address, the client container's
-tools, and small wrappers around curl and the chat client run inside that container."""
+"""What the stack scenario's tests share: the hosts and the site as the staging inventory
+defines them, the client container's tools, and small wrappers around curl and the chat
+client run inside that container."""
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
-import yaml
+from hpdtest import group_hosts, host, inventory_variable, site_default
 
 CA = "/usr/local/share/ca-certificates/hpd-test-ca.crt"
-SITE = "https://stack-lb"
-SCENARIO_VARS = Path(__file__).resolve().parents[1] / "group_vars" / "all" / "main.yml"
+# The hosts by role, from inventories/staging (the scenario converges exactly it).
+LB = group_hosts("loadbalancers")[0]
+VARNISH = group_hosts("accelerators")[0]
+WEB_SERVERS = tuple(group_hosts("webservers"))
+WORKER = group_hosts("workers")[0]
+DB = group_hosts("dbservers")[0]
+REPLICA = group_hosts("dbreplicas")[0]
+CACHE = group_hosts("caches")[0]
+MONITORING = group_hosts("monitoring")[0]
+CLIENT = group_hosts("clients")[0]
+
+
+def contract(name: str):
+    """A fact of the site contract as the inventory sets it, else the contract's default."""
+    try:
+        return inventory_variable(name, LB)
+    except KeyError:
+        return site_default(name)
+
+
+# The client resolves the site's name to the balancer (prepare.yml), as DNS would.
+SITE_NAME = contract("site_name")
+SITE = f"https://{SITE_NAME}"
+ADMIN_PATH = "/" + contract("site_admin_path")
+APP_CURRENT = contract("site_app_root") + "/current"
+PORTS = contract("site_ports")
+HEALTH_PATH = contract("site_health_path")
+# site_asgi_unit's default, rendered.
+ASGI_UNIT = contract("site_app_name") + "-asgi"
 # The transcript's time to live in Varnish: the app's max-age, shortened by the scenario.
-TRANSCRIPT_TTL = int(
-    yaml.safe_load(SCENARIO_VARS.read_text())["app_extra_environment"]["CHAT_TRANSCRIPT_MAX_AGE"]
-)
-WEB_SERVERS = ("stack-web1", "stack-web2")
-LB_SOCKET = "socat stdio /run/haproxy/admin.sock"
-CLIENT = "stack-client"
-MONITORING = "stack-mon"
+TRANSCRIPT_TTL = int(inventory_variable("app_extra_environment", LB)["CHAT_TRANSCRIPT_MAX_AGE"])
+LB_SOCKET = f"socat stdio {contract('site_haproxy_stats_socket')}"
 
 
 def curl(client, path: str, *args: str) -> tuple[int, dict[str, str], str]:
@@ -58,3 +80,23 @@ def try_chatclient(client, *args: str, timeout: int = 60) -> tuple[dict | None, 
         lines = (result.stderr or result.stdout or f"exit {result.rc}").strip().splitlines()
         return None, lines[-1] if lines else f"exit {result.rc}"
     return json.loads(result.stdout.splitlines()[-1]), ""
+
+
+def health_url(web) -> str:
+    """The web server's uWSGI health URL on its private address, as Varnish's probe asks it."""
+    return f"http://{web.check_output('hostname -I').split()[0]}:{PORTS['uwsgi']}{HEALTH_PATH}"
+
+
+def releases_served_by(name: str, requests: int = 12) -> set[str]:
+    """The release ids a web server's uWSGI workers report (enough requests to reach
+    every worker)."""
+    web = host(name)
+    url = health_url(web)
+    seen = set()
+    for _ in range(requests):
+        out = web.run(f"curl -s -m 5 -H 'Host: localhost' {url}").stdout
+        try:
+            seen.add(json.loads(out)["release"])
+        except ValueError:  # a worker between old and new
+            seen.add("no answer")
+    return seen

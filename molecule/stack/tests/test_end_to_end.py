@@ -11,14 +11,28 @@ import secrets
 import pytest
 from hpdtest import PROJECT_DIR, host, wait_for
 from monitor import Monitoring, wait_for_values
-from stack import MONITORING, SITE, chatclient, curl
+from stack import (
+    ADMIN_PATH,
+    APP_CURRENT,
+    CACHE,
+    DB,
+    LB,
+    MONITORING,
+    REPLICA,
+    SITE,
+    VARNISH,
+    WEB_SERVERS,
+    WORKER,
+    chatclient,
+    curl,
+)
 
 ARTIFACTS = PROJECT_DIR / ".cache" / "artifacts" / "stack"
 
 
 @pytest.fixture(scope="module")
 def monitoring() -> Monitoring:
-    return Monitoring(MONITORING, "stack-web1")
+    return Monitoring(MONITORING, WEB_SERVERS[0])
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +53,7 @@ def test_message_reaches_the_other_member_within_two_seconds(journey) -> None:
 
 
 def purges_done() -> int:
-    stats = json.loads(host("stack-varnish").check_output("varnishstat -j -f MAIN.n_purges"))
+    stats = json.loads(host(VARNISH).check_output("varnishstat -j -f MAIN.n_purges"))
     counters = stats.get("counters", stats)
     return int(counters["MAIN.n_purges"]["value"])
 
@@ -72,11 +86,11 @@ def test_join_request_mail_sent_by_the_worker_is_in_the_mailbox(monitoring, jour
     message = monitoring.mails(subject)[0]
     assert f"To: {journey['owner']}@example.test" in message
     # Relayed by the worker host's own MTA: Celery sends it, not the web servers.
-    assert "stack-worker" in message
+    assert WORKER in message
 
 
 def test_admin_path_is_refused_to_the_client(client) -> None:
-    assert curl(client, "/control-room/")[0] == 403
+    assert curl(client, ADMIN_PATH)[0] == 403
 
 
 def test_browsers_see_each_others_messages_without_a_reload(client, demo) -> None:
@@ -103,17 +117,17 @@ def test_browsers_see_each_others_messages_without_a_reload(client, demo) -> Non
 # Series that prove each tier reports to Graphite (roles/collectd/README.md names the
 # collectd ones; the app's statsd names come from ops.metrics).
 TIER_SERIES = {
-    "haproxy": "collectd.stack-lb.haproxy.*.total_requests",
-    "varnish": "collectd.stack-varnish.varnish.total_requests.client",
-    "uwsgi": "collectd.stack-web1.uwsgi.chat.total_requests",
+    "haproxy": f"collectd.{LB}.haproxy.*.total_requests",
+    "varnish": f"collectd.{VARNISH}.varnish.total_requests.client",
+    "uwsgi": f"collectd.{WEB_SERVERS[0]}.uwsgi.chat.total_requests",
     "django-views": "stats.timers.chat.view.*.*.mean",
     "celery": "stats.timers.chat.celery.chat.tasks.*.duration_ms.count",
-    "postgresql": "collectd.stack-db.postgresql.*.pg_numbackends",
-    "memcached": "collectd.stack-cache.memcached.*.memcached_command.get",
-    "redis": "collectd.stack-cache.redis.*.uptime",
-    "host-cpu": "collectd.stack-web2.cpu.percent.user",
-    "host-memory": "collectd.stack-worker.memory.memory.used",
-    "host-disk": "collectd.stack-replica.df.root.percent_bytes.used",
+    "postgresql": f"collectd.{DB}.postgresql.*.pg_numbackends",
+    "memcached": f"collectd.{CACHE}.memcached.*.memcached_command.get",
+    "redis": f"collectd.{CACHE}.redis.*.uptime",
+    "host-cpu": f"collectd.{WEB_SERVERS[1]}.cpu.percent.user",
+    "host-memory": f"collectd.{WORKER}.memory.memory.used",
+    "host-disk": f"collectd.{REPLICA}.df.root.percent_bytes.used",
 }
 
 
@@ -126,9 +140,9 @@ def test_graphite_has_recent_datapoints_for_each_tier(monitoring, journey, tier:
 def staff(demo) -> tuple[str, str]:
     """A staff user, made with the release's manage command (as an operator would)."""
     name, password = f"ops{secrets.token_hex(3)}", secrets.token_urlsafe(18)
-    host("stack-web1").run_expect(
+    host(WEB_SERVERS[0]).run_expect(
         [0],
-        f"DJANGO_SUPERUSER_PASSWORD={password} /srv/chat/current/manage createsuperuser "
+        f"DJANGO_SUPERUSER_PASSWORD={password} {APP_CURRENT}/manage createsuperuser "
         f"--noinput --username {name} --email {name}@example.test",
     )
     return name, password
@@ -137,7 +151,7 @@ def staff(demo) -> tuple[str, str]:
 def test_error_in_a_view_appears_in_bugsink_with_the_release(client, monitoring, staff) -> None:
     page = chatclient(client, "get", *staff, "/-/error-probe/")
     assert page["status"] == 500, page
-    release = host("stack-web1").check_output("basename $(readlink -f /srv/chat/current)")
+    release = host(WEB_SERVERS[0]).check_output(f"basename $(readlink -f {APP_CURRENT})")
     event = monitoring.bugsink_event(f"request {page['request_id']}")
     assert event, "the view's error never became visible in Bugsink"
     assert event["data"]["release"] == release
@@ -151,5 +165,5 @@ def test_request_id_is_in_the_haproxy_and_django_lines_of_the_central_log(
     request_id = curl(client, "/accounts/login/")[1]["x-request-id"]
     assert wait_for(lambda: len(monitoring.log_lines(request_id)) >= 2, timeout=30)
     lines = monitoring.log_lines(request_id)
-    assert any("stack-lb" in line and "haproxy" in line for line in lines), lines
+    assert any(LB in line and "haproxy" in line for line in lines), lines
     assert any(f"[req:{request_id}] GET /accounts/login/" in line for line in lines), lines

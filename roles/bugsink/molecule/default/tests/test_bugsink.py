@@ -1,7 +1,7 @@
 """The bugsink role on a live monitoring host, driven from a client container.
 
 bugsink-client stands in for an app server: it reaches Bugsink over the private network
-through the common role's firewall, sends an exception with Debian's sentry-sdk to the
+through the firewall, sends an exception with Debian's sentry-sdk to the
 DSN the role published as the fact bugsink_dsn, and finds it again through the REST API
 with the token the role stored.
 """
@@ -288,11 +288,11 @@ STRONG = "Zq8vN3kLw2Rt7yPx4Hs9"
         ((), "bugsink_secret_key"),
         (
             ("-e", f"bugsink_secret_key=short bugsink_admin_password={STRONG}"),
-            "bugsink_secret_key must be a string of at least 16",
+            "bugsink_secret_key: must be a string of at least 16",
         ),
         (
             ("-e", f"bugsink_secret_key={STRONG} bugsink_admin_password=changeme-changeme-1"),
-            "bugsink_admin_password must be a string of at least 16",
+            "bugsink_admin_password: must be a string of at least 16",
         ),
     ],
     ids=["missing", "short", "placeholder"],

@@ -14,7 +14,7 @@ from hpdtest import host, wait_for
 MON, SVC = "collectd-mon", "collectd-svc"
 WHISPER = "/var/lib/graphite/whisper/collectd"
 GROUP_VARS = Path(__file__).resolve().parents[1] / "group_vars" / "all" / "main.yml"
-REDIS_PASSWORD = yaml.safe_load(GROUP_VARS.read_text())["redis_password"]
+REDIS_PASSWORD = yaml.safe_load(GROUP_VARS.read_text())["site_redis_password"]
 
 BASE = [
     "cpu/percent/user.wsp",

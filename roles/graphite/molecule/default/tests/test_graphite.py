@@ -154,9 +154,35 @@ def test_another_uwsgi_play_keeps_the_graphite_vassal(mon, client, web) -> None:
     result = run_playbook(str(SCENARIO / "uwsgi-other-play.yml"))
     assert result.returncode == 0, ANSI.sub("", result.stdout[-3000:])
     assert mon.file("/etc/uwsgi-emperor/vassals/graphite.ini").exists
-    assert "tcp dport { 2003, 8080 }" in mon.check_output("nft list chain inet filter services")
+    rules = mon.check_output("nft list chain inet filter services")
+    assert "tcp dport 2003 accept" in rules and "tcp dport 8080 accept" in rules
     client.run_expect([0], f"curl -fsS --max-time 5 -o /dev/null {web}/")
     assert mon.check_output("systemctl show -p MainPID --value uwsgi-emperor") == emperor
+
+
+def graphite_workers(mon) -> set[str]:
+    """PIDs of graphite-web's uWSGI workers (the vassal names its processes)."""
+    return set(mon.check_output("pgrep -f '[u]wsgi-graphite.*worker' || true").split())
+
+
+def test_changed_settings_reload_the_vassal(mon, client, web) -> None:
+    """A new local_settings.py reloads graphite-web by itself (touch-reload): new workers
+    serve, with the new setting; converging again as before restores the file."""
+    before = graphite_workers(mon)
+    assert before
+    result = run_playbook(
+        str(SCENARIO / "converge.yml"), "-e", "graphite_web_extra_settings='FIND_TOLERANCE = 61'"
+    )
+    try:
+        assert result.returncode == 0, ANSI.sub("", result.stdout[-3000:])
+        settings = mon.file("/etc/graphite/local_settings.py").content_string
+        assert "FIND_TOLERANCE = 61" in settings
+        assert wait_for(lambda: graphite_workers(mon) and not graphite_workers(mon) & before, 30)
+        client.run_expect([0], f"curl -fsS --max-time 5 -o /dev/null {web}/")
+    finally:
+        restored = run_playbook(str(SCENARIO / "converge.yml"))
+        assert restored.returncode == 0, ANSI.sub("", restored.stdout[-3000:])
+    assert "FIND_TOLERANCE" not in mon.file("/etc/graphite/local_settings.py").content_string
 
 
 @pytest.mark.parametrize("extra", [[], ["-e", "graphite_secret_key=changeme-but-long-enough"]])

@@ -106,7 +106,7 @@ def restore_relay():
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (("-e", "postfix_relay_username=apps"), "postfix_relay_password must be a string"),
+        (("-e", "postfix_relay_username=apps"), "postfix_relay_password: must be a string"),
         (
             (
                 "-e",
@@ -114,9 +114,9 @@ def restore_relay():
                 "-e",
                 "postfix_relay_password=changeme-changeme-1",
             ),
-            "postfix_relay_password must be a string",
+            "postfix_relay_password: must be a string",
         ),
-        (("-e", "postfix_mode=smarthost"), "postfix_mode must be relay or sink"),
+        (("-e", "postfix_mode=smarthost"), "postfix_mode: must be relay or sink"),
     ],
     ids=["missing-password", "placeholder", "bad-mode"],
 )

@@ -97,6 +97,12 @@ def test_dropping_and_removing_a_vassal_file(web) -> None:
     assert web.service("uwsgi-emperor").is_running
 
 
+def test_firewall_opens_the_application_port(web) -> None:
+    # The firewall role's drop-in, from uwsgi_firewall_rules (site_ports.uwsgi).
+    dropin = web.file("/etc/nftables.d/uwsgi.nft").content_string
+    assert "tcp dport { 8000 } accept" in dropin, dropin
+
+
 def test_metrics_are_pushed_to_statsd(web) -> None:
     captured = web.run("timeout 8 nc -u -l -W 1 127.0.0.1 8125")
     assert "uwsgi." in captured.stdout, captured.stdout

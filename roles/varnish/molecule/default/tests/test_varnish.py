@@ -167,6 +167,7 @@ def test_purge_from_the_acl_works_and_from_outside_is_refused(cache, address) ->
 
 
 def test_firewall_drop_in_opens_the_port_to_the_private_network(cache) -> None:
+    # Written by the firewall role (varnish_firewall_rules in group_vars/all/varnish.yml).
     drop_in = cache.file("/etc/nftables.d/varnish.nft")
     assert drop_in.exists
     rules = cache.check_output("nft list chain inet filter services")
@@ -213,8 +214,8 @@ def test_web_server_down_cached_pages_stay_and_errors_get_the_app_page(cache, ad
     ("extra", "message"),
     [
         ((), "varnish_secret"),
-        (("-e", "varnish_secret=short"), "varnish_secret must be a string of at least 16"),
-        (("-e", "varnish_secret=changeme-changeme-1"), "varnish_secret must be a string"),
+        (("-e", "varnish_secret=short"), "varnish_secret: must be a string of at least 16"),
+        (("-e", "varnish_secret=changeme-changeme-1"), "varnish_secret: must be a string"),
     ],
     ids=["missing", "short", "placeholder"],
 )
