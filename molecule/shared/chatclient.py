@@ -8,7 +8,8 @@ plus Debian's python3-websockets, so the client container needs nothing else.
     chatclient.py --base https://web-lb --ca ca.crt ws-roundtrip USER PASSWORD ROOM_ID TEXT
 prints a JSON line: {"received": true, "event": {...}, "seconds": 0.12};
     chatclient.py ... ws-listen USER PASSWORD ROOM_ID SECONDS OUTFILE
-keeps the socket open for SECONDS, appending every event to OUTFILE;
+connects within SECONDS (retrying, as the page's script does), then keeps the socket open
+for SECONDS, appending every event to OUTFILE;
     chatclient.py ... journey TOKEN PASSWORD
 plays two new users end to end (sign up, create a room, ask to join, admit, chat) and
 prints what each step saw, with timings;
@@ -43,14 +44,22 @@ from websockets.sync.client import connect
 
 
 class Session:
-    def __init__(self, base: str, ca: str) -> None:
+    def __init__(self, base: str, ca: str, context: ssl.SSLContext | None = None) -> None:
         self.base = base.rstrip("/")
-        self.context = ssl.create_default_context(cafile=ca)
+        self.context = context or ssl.create_default_context(cafile=ca)
         self.cookies = http.cookiejar.CookieJar()
         self.opener = urllib.request.build_opener(
             urllib.request.HTTPSHandler(context=self.context),
             urllib.request.HTTPCookieProcessor(self.cookies),
         )
+
+    def share_login(self) -> Session:
+        """A new session (its own connections) logged in as this one: many visitors of one
+        account without a password hash computed for each of them."""
+        other = Session(self.base, "", context=self.context)
+        for cookie in self.cookies:
+            other.cookies.set_cookie(cookie)
+        return other
 
     def cookie(self, name: str) -> str:
         return next((c.value for c in self.cookies if c.name == name), "")
@@ -142,8 +151,20 @@ def ws_listen(args: argparse.Namespace) -> dict:
     session = Session(args.base, args.ca)
     session.login(args.user, args.password)
     events = 0
-    with session.websocket(f"/ws/room/{args.room}") as socket, open(args.out, "a") as out:
-        out.write(json.dumps({"connected": True}) + "\n")
+    deadline = time.monotonic() + args.seconds
+    # A handshake refused or timed out is retried, as the browser's script does.
+    errors: list[str] = []
+    while True:
+        try:
+            socket = session.websocket(f"/ws/room/{args.room}")
+            break
+        except Exception as error:
+            errors.append(f"{type(error).__name__}: {error}"[:200])
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1)
+    with socket, open(args.out, "a") as out:
+        out.write(json.dumps({"connected": True, "failed_attempts": errors}) + "\n")
         out.flush()
         deadline = time.monotonic() + args.seconds
         while (left := deadline - time.monotonic()) > 0:
@@ -313,10 +334,9 @@ def load(args: argparse.Namespace) -> dict:
     run = LoadRun(args.stopfile, args.max_seconds)
     room_path = f"/rooms/{args.room}/"
 
-    def member() -> Session:
-        session = Session(args.base, args.ca)
-        session.login(args.user, args.password)
-        return session
+    account = Session(args.base, args.ca)
+    account.login(args.user, args.password)
+    member = account.share_login
 
     def reader() -> None:
         session = Session(args.base, args.ca)
@@ -351,17 +371,26 @@ def load(args: argparse.Namespace) -> dict:
             time.sleep(args.post_interval)
 
     listeners: list[dict] = []
+    connected = threading.Semaphore(0)
 
     def listener() -> None:
         session = member()
         seen: dict = {"received": [], "connects": 0, "resyncs": 0, "errors": []}
         listeners.append(seen)
-        since = None
+        # As the room page's script does: from the timepoint the page was rendered at, so
+        # nothing posted between the page and the socket's first handshake is missed.
+        config = re.search(
+            r'<script id="page-config" type="application/json">(.*?)</script>',
+            session.get(room_path),
+        )
+        since = json.loads(config.group(1))["timepoint"] if config else None
         while run.listening():
             query = f"?since={since}" if since else ""
             try:
                 with session.websocket(f"/ws/room/{args.room}{query}") as socket:
                     seen["connects"] += 1
+                    if seen["connects"] == 1:
+                        connected.release()
                     while run.listening():
                         try:
                             event = json.loads(socket.recv(timeout=1))
@@ -379,7 +408,13 @@ def load(args: argparse.Namespace) -> dict:
     threads = [threading.Thread(target=listener) for _ in range(args.listeners)]
     for thread in threads:
         thread.start()
-    time.sleep(2)  # the listeners are connected before the first post
+    # Every listener is connected before the first post (a socket opened later is not
+    # sent what came before it), unless a minute goes by.
+    deadline = time.monotonic() + 60
+    for _ in threads:
+        connected.acquire(timeout=max(0.0, deadline - time.monotonic()))
+    with open(args.stopfile + ".ready", "w") as ready:
+        ready.write("started\n")
     threads += [threading.Thread(target=reader) for _ in range(args.cached)]
     threads += [threading.Thread(target=page_reader) for _ in range(args.pages)]
     threads += [threading.Thread(target=poster, args=(n,)) for n in range(args.posters)]

@@ -102,7 +102,11 @@ class Load:
             f"{demo['member']} {demo['password']} {demo['room']} {self.stop_file} "
             f"--token {TOKEN} {options} > {self.out} 2> {self.out}.err & echo started",
         )
-        time.sleep(3)  # logged in, sockets open
+        # Logged in, the listeners' sockets open: the visitors have started.
+        ready = self.stop_file + ".ready"
+        assert wait_for(lambda: client.run(f"test -e {ready}").rc == 0, timeout=90), client.run(
+            f"tail -5 {self.out}.err"
+        ).stdout
 
     def stop(self) -> dict:
         self.client.run_expect([0], f"touch {self.stop_file}")

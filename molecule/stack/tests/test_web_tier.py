@@ -261,9 +261,11 @@ def test_drained_server_keeps_its_sockets_and_gets_no_new_ones(client, demo) -> 
         [0],
         f"nohup python3 /usr/local/bin/chatclient --base {SITE} --ca {CA} ws-listen "
         f"{demo['member']} {demo['password']} {demo['room']} 20 /tmp/listen.out "
-        "> /dev/null 2>&1 & echo started",
+        "> /dev/null 2> /tmp/listen.err & echo started",
     )
-    assert wait_for(lambda: "connected" in client.run("cat /tmp/listen.out").stdout)
+    assert wait_for(lambda: "connected" in client.run("cat /tmp/listen.out").stdout, timeout=40), (
+        client.run("tail -5 /tmp/listen.err").stdout
+    )
 
     def current_sessions() -> dict[str, int]:
         rows = lb.check_output(f"echo 'show stat' | {LB_SOCKET}").splitlines()
