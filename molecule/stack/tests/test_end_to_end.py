@@ -89,6 +89,15 @@ def test_join_request_mail_sent_by_the_worker_is_in_the_mailbox(monitoring, jour
     assert WORKER in message
 
 
+def test_mail_the_app_sends_from_a_web_server_is_in_the_mailbox(monitoring) -> None:
+    # Django's own test mail, sent by the release on the web server (as a view would send
+    # one): relayed by that host's MTA to the site's relay.
+    recipient = f"web-{secrets.token_hex(4)}@example.test"
+    host(WEB_SERVERS[0]).run_expect([0], f"{APP_CURRENT}/manage sendtestemail {recipient}")
+    assert wait_for(lambda: monitoring.mails(f"To: {recipient}"), timeout=60), recipient
+    assert WEB_SERVERS[0] in monitoring.mails(f"To: {recipient}")[0]
+
+
 def test_admin_path_is_refused_to_the_client(client) -> None:
     assert curl(client, ADMIN_PATH)[0] == 403
 
@@ -167,3 +176,31 @@ def test_request_id_is_in_the_haproxy_and_django_lines_of_the_central_log(
     lines = monitoring.log_lines(request_id)
     assert any(LB in line and "haproxy" in line for line in lines), lines
     assert any(f"[req:{request_id}] GET /accounts/login/" in line for line in lines), lines
+
+
+def test_the_edge_replaces_the_tracing_and_client_headers_a_client_sends(
+    client, monitoring
+) -> None:
+    forged_id, forged_address = f"forged-{secrets.token_hex(6)}", "10.0.0.5"
+    # The login page is never cached: the request reaches uWSGI and Django, which log it.
+    path = f"/accounts/login/?t={forged_id}"
+    forged = f"-H 'X-Request-ID: {forged_id}' -H 'X-Forwarded-For: {forged_address}'"
+    status, headers, _ = curl(client, path, forged)
+    assert status == 200
+    request_id = headers["x-request-id"]
+    assert forged_id not in request_id
+    # Every tier logs the edge's id: HAProxy, uWSGI (with the client's own address, not
+    # the forged one) and Django.
+    assert wait_for(lambda: len(monitoring.log_lines(request_id)) >= 3, timeout=30)
+    lines = monitoring.log_lines(request_id)
+    assert any(LB in line and "haproxy" in line for line in lines), lines
+    assert any(f"[req:{request_id}] GET /accounts/login/" in line for line in lines), lines
+    client_address = client.check_output("hostname -I").split()[0]
+    uwsgi = [line for line in lines if f"GET {path} 200" in line]
+    assert uwsgi, lines
+    assert all(client_address in line and forged_address not in line for line in uwsgi), uwsgi
+    mentions = "\n".join(monitoring.log_lines(forged_id))
+    assert f"request_id={forged_id}" not in mentions and f"req:{forged_id}" not in mentions
+    # An address on the admin allowlist, claimed in the header, opens nothing.
+    status, _, _ = curl(client, ADMIN_PATH, f"-H 'X-Forwarded-For: {forged_address}'")
+    assert status == 403
