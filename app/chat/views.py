@@ -22,8 +22,19 @@ from django.views.decorators.http import require_http_methods, require_POST, req
 from chat import events, queries, services
 from chat.forms import JoinForm, MessageForm, RoomForm, RoomImageForm
 from chat.models import ChatRoom, ChatRoomJoinRequest
+from ops import ratelimit
 
 View = Callable[..., HttpResponse]
+
+JOIN_LIMITS = (
+    ratelimit.Limit("join.account", ratelimit.user_key),
+    ratelimit.Limit("join.ip", ratelimit.ip_key),
+)
+# Messages and images share these counters: both are writes that fan out to every member.
+POST_LIMITS = (
+    ratelimit.Limit("post.account", ratelimit.user_key),
+    ratelimit.Limit("post.ip", ratelimit.ip_key),
+)
 
 
 def private_page(view: View) -> View:
@@ -130,6 +141,7 @@ def create_room(request: HttpRequest) -> HttpResponse:
 @require_http_methods(["GET", "HEAD", "POST"])
 @login_required
 @private_page
+@ratelimit.limited(*JOIN_LIMITS)
 def join_by_code(request: HttpRequest) -> HttpResponse:
     form = JoinForm(request.POST or None)
     if request.method == "POST":
@@ -194,6 +206,7 @@ def _render_room(
 @require_POST
 @login_required
 @private_page
+@ratelimit.limited(*POST_LIMITS, as_json=wants_json)
 def post_message(request: HttpRequest, room_id: int) -> HttpResponse:
     room = _get_room_for_member(request, room_id)
     form = MessageForm(request.POST)
@@ -229,6 +242,7 @@ def decide_request(
 @require_POST
 @login_required
 @private_page
+@ratelimit.limited(*POST_LIMITS)
 def upload_image(request: HttpRequest, room_id: int) -> HttpResponse:
     room = get_object_or_404(ChatRoom.objects.select_related("owner"), pk=room_id)
     if room.owner_id != request.user.pk:

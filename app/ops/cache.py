@@ -4,16 +4,26 @@ The book's advice: losing a cache server should put more load on the database, n
 serve error pages. Every operation is wrapped; an error is logged, counted in statsd
 (``cache.errors``) and answered as a miss. After a failure the process skips
 Memcached for ``CACHE_FAILURE_BACKOFF`` seconds (a small circuit breaker) so a dead or
-frozen server does not cost a time-out on every call of every request."""
+frozen server does not cost a time-out on every call of every request.
+
+Values are signed (``SignedClient``): pylibmc pickles every value that is not text, bytes
+or a number, and unpickling runs code, so anyone able to write to Memcached could run code
+in every web process; a planted text value could put HTML into pages. Each stored value
+carries an HMAC-SHA256 under a key derived from SECRET_KEY, and a value without a valid
+one is a miss (logged, counted as ``cache.bad_signature``). Integers stay plain so that
+Memcached's atomic incr/decr keep working; they are parsed as numbers, never unpickled."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import threading
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+import pylibmc
 from django.conf import settings
 from django.core.cache.backends.base import DEFAULT_TIMEOUT
 from django.core.cache.backends.memcached import PyLibMCCache
@@ -27,9 +37,68 @@ _breaker_lock = threading.Lock()
 _down_until: dict[str, float] = {}
 
 
+# pylibmc 1.6's flag bits (src/_pylibmcmodule.h): the type of a stored value. Bit 8 is
+# zlib compression, which pylibmc undoes before deserialize; any other mix is an error.
+FLAG_NONE, FLAG_PICKLE, FLAG_INTEGER, FLAG_LONG, FLAG_TEXT = 0, 1, 2, 4, 16
+_TYPE_BITS = FLAG_PICKLE | FLAG_INTEGER | FLAG_LONG | FLAG_TEXT
+_NUMBER_TYPES = {FLAG_INTEGER, FLAG_LONG}  # int and bool: incr/decr work on these
+_SIGNED_TYPES = {FLAG_NONE, FLAG_PICKLE, FLAG_TEXT}
+_SIGNATURE_BYTES = hashlib.sha256().digest_size
+_KEY_SALT = "ops.cache.SignedClient"
+
+
+def signing_key(secret: str) -> bytes:
+    # Derived like django.utils.crypto.salted_hmac does, but once per client instead of
+    # once per value.
+    return hashlib.sha256((_KEY_SALT + secret).encode()).digest()
+
+
+class SignedClient(pylibmc.Client):
+    """A pylibmc client that signs what it stores and refuses unsigned values.
+
+    pylibmc (>= 1.6) calls ``serialize``/``deserialize`` for every value; the flag it
+    stores beside the value says how to read it back. Pickles, text and bytes are
+    stored as ``HMAC-SHA256(value) + value``; the flag is not trusted either: only a
+    clean number flag skips the check, and it is parsed with int(), not unpickled."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._signing_key = signing_key(settings.SECRET_KEY)
+
+    def _mac(self, data: bytes) -> bytes:
+        return hmac.digest(self._signing_key, data, "sha256")
+
+    def serialize(self, value: Any) -> tuple[bytes, int]:
+        data, flags = super().serialize(value)
+        if flags & _TYPE_BITS in _NUMBER_TYPES:
+            return data, flags
+        return self._mac(data) + data, flags
+
+    def deserialize(self, data: bytes, flags: int) -> Any:
+        kind = flags & _TYPE_BITS
+        if kind in _NUMBER_TYPES:
+            try:
+                return super().deserialize(data, flags)
+            except (pylibmc.Error, ValueError):
+                return self._refuse(flags, "not a number")
+        if kind not in _SIGNED_TYPES:
+            return self._refuse(flags, "unknown flags")
+        signature, payload = data[:_SIGNATURE_BYTES], data[_SIGNATURE_BYTES:]
+        if not hmac.compare_digest(signature, self._mac(payload)):
+            return self._refuse(flags, "bad or missing signature")
+        return super().deserialize(payload, flags)
+
+    @staticmethod
+    def _refuse(flags: int, reason: str) -> Any:
+        metrics.incr("cache.bad_signature")
+        logger.warning("Memcached value refused (%s, flags %d): treated as a miss", reason, flags)
+        raise pylibmc.CacheMiss  # pylibmc answers the get as a miss
+
+
 class FailSafePyLibMCCache(PyLibMCCache):
     def __init__(self, server: Any, params: dict[str, Any]) -> None:
         super().__init__(server, params)
+        self._class = SignedClient
         self._breaker_key = ",".join(self._servers)
 
     # -- circuit breaker ------------------------------------------------------------

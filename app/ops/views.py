@@ -5,6 +5,7 @@ from django.contrib.admin.views.decorators import staff_member_required
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
 
+from ops.clientaddr import client_in, client_ip
 from ops.health import run_checks
 
 
@@ -14,10 +15,30 @@ def alive(request: HttpRequest) -> HttpResponse:
     return HttpResponse("ok\n", content_type="text/plain; charset=utf-8")
 
 
+def may_see_health_detail(request: HttpRequest) -> bool:
+    """Loopback, our proxies (their probes connect directly), the deploy's health gate
+    (HEALTH_DETAIL_ALLOWLIST) and the operators (ADMIN_ALLOWLIST)."""
+    address = client_ip(request)
+    if address is not None and address.is_loopback:
+        return True
+    return client_in(
+        request,
+        settings.TRUSTED_PROXIES,
+        settings.HEALTH_DETAIL_ALLOWLIST,
+        settings.ADMIN_ALLOWLIST,
+    )
+
+
 @never_cache
 def health(request: HttpRequest) -> HttpResponse:
     """Database, migrations, cache and Redis. 503 when a critical check fails; the JSON
-    body names every failing part either way."""
+    body names every failing part either way.
+
+    Only for may_see_health_detail(); anyone else gets the answer of /-/alive/: the
+    release, versions in error messages and which part is failing are a map for an
+    attacker, and the public has no use for them."""
+    if not may_see_health_detail(request):
+        return alive(request)
     healthy, results = run_checks()
     critical = set(settings.HEALTH_CRITICAL_CHECKS)
     failing = [r.name for r in results if not r.ok]

@@ -51,6 +51,9 @@ MIDDLEWARE = [
     "ops.middleware.HealthCheckMiddleware",
     "ops.middleware.RequestMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # First among the process_view hooks: refuses the admin before CSRF or sessions do
+    # any work for an outsider.
+    "ops.middleware.AdminAllowlistMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -243,6 +246,35 @@ SENTRY_TRACES_SAMPLE_RATE = float(env_str("SENTRY_TRACES_SAMPLE_RATE", "0"))
 # a Memcached outage is a cache miss, and it must not take every web node out of the
 # balancer at once. It is still reported in the JSON body.
 HEALTH_CRITICAL_CHECKS = env_list("HEALTH_CRITICAL_CHECKS", ["database", "redis", "migrations"])
+
+# --- Client addresses, allowlists and abuse limits ------------------------------------
+# Addresses or CIDRs of our own proxies (HAProxy balancers, Varnish hosts). The client of
+# a request is the first address from the right of X-Forwarded-For + REMOTE_ADDR that is
+# not one of them (ops.clientaddr), so nobody else can forge X-Forwarded-For.
+TRUSTED_PROXIES = env_list("TRUSTED_PROXIES", [])
+# Clients that may reach the admin (the admin answers 403 to everyone else).
+ADMIN_ALLOWLIST = env_list("ADMIN_ALLOWLIST", ["127.0.0.1/32", "::1/128"])
+# Besides loopback, TRUSTED_PROXIES and ADMIN_ALLOWLIST: who gets the detailed
+# /-/health/ answer (e.g. the web hosts themselves, for the deploy's health gate).
+HEALTH_DETAIL_ALLOWLIST = env_list("HEALTH_DETAIL_ALLOWLIST", [])
+# django-ratelimit rates ("count/period", period s, m, h or d with an optional multiple,
+# e.g. 10/5m). Counters live in the default cache (Memcached, shared by every web server,
+# atomic incr); when it is down the limits are not enforced (FAIL_OPEN) rather than
+# refusing everyone.
+RATELIMIT_ENABLE = env_bool("RATELIMIT_ENABLE", True)
+RATELIMIT_USE_CACHE = "default"
+RATELIMIT_FAIL_OPEN = True
+RATELIMITS = {
+    # Failed logins only; refused before the password is checked.
+    "login.ip": env_str("RATELIMIT_LOGIN_IP", "10/5m"),
+    "login.account": env_str("RATELIMIT_LOGIN_ACCOUNT", "30/15m"),
+    "signup.ip": env_str("RATELIMIT_SIGNUP_IP", "10/h"),
+    "join.account": env_str("RATELIMIT_JOIN_ACCOUNT", "10/h"),
+    "join.ip": env_str("RATELIMIT_JOIN_IP", "30/h"),
+    # Messages and room images (the load test posts 1 message/s per account).
+    "post.account": env_str("RATELIMIT_POST_ACCOUNT", "20/10s"),
+    "post.ip": env_str("RATELIMIT_POST_IP", "300/m"),
+}
 
 # --- Auth, i18n, static and uploaded files --------------------------------------------
 # Deployments get it from the app role's environment file (the site contract's
