@@ -15,6 +15,12 @@ plays two new users end to end (sign up, create a room, ask to join, admit, chat
 prints what each step saw, with timings;
     chatclient.py ... get USER PASSWORD PATH
 prints the status and X-Request-ID of a page fetched as that user;
+    chatclient.py ... login-attempts USER PASSWORD COUNT
+submits the login form COUNT times in a row and prints each answer's status, with the
+first refusal's Retry-After and page;
+    chatclient.py ... flood USER PASSWORD ROOM_ID COUNT
+logs in and posts COUNT messages as fast as the site answers; prints each status, with
+the first refusal's Retry-After and body;
     chatclient.py ... load USER PASSWORD ROOM_ID STOPFILE [--cached N --pages N
                       --posters N --listeners N --max-seconds S and think times]
 runs visitors until STOPFILE exists: anonymous readers of the cached landing page and
@@ -108,6 +114,18 @@ class Session:
         request.add_header("Referer", self.base + path)
         with self.opener.open(request, timeout=15) as response:
             return response.geturl(), response.read().decode()
+
+    def attempt(self, path: str, fields: dict[str, str], json_reply: bool = False) -> dict:
+        """POST where a refusal is an expected answer: its status, Retry-After and body."""
+        try:
+            body = self.post(path, fields, json_reply=json_reply)
+            return {"status": 200, "retry_after": None, "body": body}
+        except urllib.error.HTTPError as error:
+            return {
+                "status": error.code,
+                "retry_after": error.headers.get("Retry-After"),
+                "body": error.read().decode(errors="replace"),
+            }
 
     def websocket(self, path: str):
         ws_base = self.base.replace("https://", "wss://", 1)
@@ -337,6 +355,13 @@ def load(args: argparse.Namespace) -> dict:
     account = Session(args.base, args.ca)
     account.login(args.user, args.password)
     member = account.share_login
+    # The posters take turns between the accounts, so no account posts faster than a
+    # person would and meets the site's message limit.
+    posting_accounts = [account]
+    if args.second_user:
+        second = Session(args.base, args.ca)
+        second.login(args.second_user, args.password)
+        posting_accounts.append(second)
 
     def reader() -> None:
         session = Session(args.base, args.ca)
@@ -354,7 +379,7 @@ def load(args: argparse.Namespace) -> dict:
             time.sleep(args.page_think)
 
     def poster(number: int) -> None:
-        session = member()
+        session = posting_accounts[number % len(posting_accounts)].share_login()
         sent = 0
         while run.running():
             text = f"load {args.token} poster {number} message {sent}"
@@ -428,6 +453,41 @@ def load(args: argparse.Namespace) -> dict:
     return {**run.summary(), "listeners": listeners}
 
 
+def refusals_summary(answers: list[dict]) -> dict:
+    refused = [a for a in answers if a["status"] != 200]
+    first = refused[0] if refused else {"retry_after": None, "body": ""}
+    return {
+        "statuses": [a["status"] for a in answers],
+        "retry_after": first["retry_after"],
+        "refusal": first["body"][:2000],
+    }
+
+
+def login_attempts(args: argparse.Namespace) -> dict:
+    session = Session(args.base, args.ca)
+    answers = []
+    for _ in range(args.count):
+        page = session.get("/accounts/login/")
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)
+        assert token, "no CSRF token on the login page"
+        fields = {"username": args.user, "password": args.password}
+        answers.append(
+            session.attempt("/accounts/login/", fields | {"csrfmiddlewaretoken": token.group(1)})
+        )
+    return {**refusals_summary(answers), "logged_in": bool(session.cookie("sessionid"))}
+
+
+def flood(args: argparse.Namespace) -> dict:
+    session = Session(args.base, args.ca)
+    session.login(args.user, args.password)
+    path = f"/rooms/{args.room}/messages/"
+    answers = [
+        session.attempt(path, {"message": f"flood {number}"}, json_reply=True)
+        for number in range(args.count)
+    ]
+    return refusals_summary(answers)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--base", required=True)
@@ -448,10 +508,20 @@ def main() -> int:
     page = commands.add_parser("get")
     for name in ("user", "password", "path"):
         page.add_argument(name)
+    attempts = commands.add_parser("login-attempts")
+    for name in ("user", "password"):
+        attempts.add_argument(name)
+    attempts.add_argument("count", type=int)
+    flooding = commands.add_parser("flood")
+    for name in ("user", "password", "room"):
+        flooding.add_argument(name)
+    flooding.add_argument("count", type=int)
     run = commands.add_parser("load")
     for name in ("user", "password", "room", "stopfile"):
         run.add_argument(name)
     run.add_argument("--token", default="run")
+    # Another account (same password) the posters take turns with.
+    run.add_argument("--second-user", default="")
     run.add_argument("--cached", type=int, default=20)
     run.add_argument("--pages", type=int, default=20)
     run.add_argument("--posters", type=int, default=5)
@@ -468,6 +538,8 @@ def main() -> int:
         "journey": journey,
         "get": get_page,
         "load": load,
+        "login-attempts": login_attempts,
+        "flood": flood,
     }[args.command]
     print(json.dumps(command(args)))
     return 0

@@ -22,7 +22,8 @@ CENTRAL_LOG = "/var/log/central"  # rsyslog_central_dir
 
 @dataclass
 class Monitoring:
-    """The monitoring host `name`, queried over the network from `client`."""
+    """The monitoring host `name`, queried from `client` (its pages are open to the admin
+    allowlist only, so tests query them on the host itself)."""
 
     name: str
     client: str

@@ -15,7 +15,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
 
-from hpdtest import PROJECT_DIR, address, group_hosts, host  # noqa: E402
+from hpdtest import PROJECT_DIR, host  # noqa: E402
 from stack import APP_CURRENT, CA, CLIENT, WEB_SERVERS  # noqa: E402
 
 # One opening as nft lists it: single sources and ports lose their braces.
@@ -71,9 +71,3 @@ def firewall_sources() -> Callable[[str, str, int], set[str]]:
         return found
 
     return sources
-
-
-@pytest.fixture(scope="session")
-def inventory_addresses() -> set[str]:
-    """The private address of every host of the inventory (the client container's too)."""
-    return {address(name) for name in group_hosts("all")}

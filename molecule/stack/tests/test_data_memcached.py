@@ -113,14 +113,6 @@ def test_udp_is_off() -> None:
     assert listening("u") == set()
 
 
-def test_firewall_opens_the_port_to_the_inventory_hosts_only(
-    firewall_sources, inventory_addresses
-) -> None:
-    sources = firewall_sources(SERVER, "memcached", PORT)
-    assert address(APP) in sources
-    assert sources <= inventory_addresses
-
-
 @pytest.mark.parametrize(
     ("variable", "value"),
     [

@@ -270,14 +270,6 @@ def test_listens_on_loopback_and_the_private_address_only(probe: dict) -> None:
     assert listeners <= {f"127.0.0.1:{port}", f"[::1]:{port}", f"{address(PRIMARY)}:{port}"}
 
 
-def test_firewall_opens_the_port_to_the_inventory_hosts_only(
-    probe: dict, firewall_sources, inventory_addresses
-) -> None:
-    sources = firewall_sources(PRIMARY, "postgresql", probe["port"])
-    assert {address(APP), address(REPLICA)} <= sources
-    assert sources <= inventory_addresses
-
-
 def test_pg_stat_statements_is_loaded_and_created(probe: dict) -> None:
     assert "pg_stat_statements" in show("shared_preload_libraries").split(",")
     # The view errors unless the library is preloaded; the app role may read its own rows.

@@ -180,14 +180,6 @@ def test_configuration_holds_no_clear_password() -> None:
     assert re.search(r"^user default on #[0-9a-f]{64} ", text, flags=re.MULTILINE)
 
 
-def test_firewall_opens_the_port_to_the_inventory_hosts_only(
-    firewall_sources, inventory_addresses
-) -> None:
-    sources = firewall_sources(SERVER, "redis", PORT)
-    assert address(APP) in sources
-    assert sources <= inventory_addresses
-
-
 def test_missing_password_fails_before_any_change(tmp_path: Path) -> None:
     result = assert_role_stops_before_any_change(
         role_playbook(tmp_path, "redis", SERVER),

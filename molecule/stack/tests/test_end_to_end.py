@@ -32,7 +32,7 @@ ARTIFACTS = PROJECT_DIR / ".cache" / "artifacts" / "stack"
 
 @pytest.fixture(scope="module")
 def monitoring() -> Monitoring:
-    return Monitoring(MONITORING, WEB_SERVERS[0])
+    return Monitoring(MONITORING, MONITORING)
 
 
 @pytest.fixture(scope="module")

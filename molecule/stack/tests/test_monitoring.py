@@ -24,7 +24,7 @@ ALERTS_STATE = "/var/lib/hpd-alerts/state.json"
 
 @pytest.fixture(scope="module")
 def monitoring() -> Monitoring:
-    return Monitoring(MONITORING, APP)
+    return Monitoring(MONITORING, MONITORING)
 
 
 def statsd_send(lines: list[str], mon_address: str) -> None:

@@ -100,7 +100,8 @@ class Load:
             [0],
             f"nohup python3 /usr/local/bin/chatclient --base {SITE} --ca {CA} load "
             f"{demo['member']} {demo['password']} {demo['room']} {self.stop_file} "
-            f"--token {TOKEN} {options} > {self.out} 2> {self.out}.err & echo started",
+            f"--second-user {demo['owner']} --token {TOKEN} {options} "
+            f"> {self.out} 2> {self.out}.err & echo started",
         )
         # Logged in, the listeners' sockets open: the visitors have started.
         ready = self.stop_file + ".ready"
@@ -226,7 +227,7 @@ def test_rollback_under_load_and_a_concurrent_deploy_is_refused(client, demo, re
 
 
 def test_each_deploy_and_rollback_is_marked_in_graphite_and_bugsink(releases) -> None:
-    monitoring = Monitoring(MONITORING, WEB_SERVERS[0])
+    monitoring = Monitoring(MONITORING, MONITORING)
     events = json.loads(
         host(MONITORING).check_output(
             f"curl -sSf 'http://{monitoring.address}:{PORTS['graphite_web']}"
