@@ -10,17 +10,16 @@ import subprocess
 from pathlib import Path
 
 from hpdtest import host, run_playbook
-from stack import CACHE, DB, WEB_SERVERS
+from stack import DB, REPLICA, WEB_SERVERS
 
 PRIMARY = DB
 # The application host the tests drive the data services from, as the app reaches them.
 APP = WEB_SERVERS[0]
-# A host on the private network that is not an application host: the cache host. The
-# firewall lets every inventory host reach PostgreSQL (postgresql_firewall_rules), so
-# pg_hba.conf alone must refuse it: it is in none of postgresql_app_client_groups. Not the
-# replica, which pg_hba.conf does name (for replication), nor the client container, which
-# plays a visitor outside the private tiers.
-OUTSIDER = CACHE
+# A host the firewall lets reach PostgreSQL for another purpose: the replica, which streams
+# from the primary. pg_hba.conf names it for replication only, so as the app role it must be
+# refused by pg_hba.conf alone (hosts in no allowed group never get past the firewall:
+# test_access.py).
+OUTSIDER = REPLICA
 
 
 def role_playbook(directory: Path, role: str, target: str) -> Path:
