@@ -127,15 +127,24 @@ class Session:
                 "body": error.read().decode(errors="replace"),
             }
 
-    def websocket(self, path: str):
+    def websocket(self, path: str, attempts: int = 3):
+        """The room's socket; a handshake that times out is tried again, as the page's
+        script reconnects."""
         ws_base = self.base.replace("https://", "wss://", 1)
-        return connect(
-            ws_base + path,
-            ssl=self.context,
-            origin=self.base,
-            additional_headers={"Cookie": f"sessionid={self.cookie('sessionid')}"},
-            open_timeout=10,
-        )
+        for attempt in range(1, attempts + 1):
+            try:
+                return connect(
+                    ws_base + path,
+                    ssl=self.context,
+                    origin=self.base,
+                    additional_headers={"Cookie": f"sessionid={self.cookie('sessionid')}"},
+                    open_timeout=10,
+                )
+            except TimeoutError:
+                if attempt == attempts:
+                    raise
+                print(f"websocket {path}: handshake timed out, retrying", file=sys.stderr)
+        raise AssertionError("unreachable")
 
 
 def ws_roundtrip(args: argparse.Namespace) -> dict:
