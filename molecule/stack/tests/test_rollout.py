@@ -209,7 +209,8 @@ def test_rollback_under_load_and_a_concurrent_deploy_is_refused(client, demo, re
         env=dict(os.environ, ANSIBLE_ROLES_PATH=str(PROJECT_DIR / "roles"), ANSIBLE_NOCOLOR="1"),
     )
     try:
-        assert wait_for(lambda: host(WEB_SERVERS[0]).run(f"test -e {LOCK}").rc == 0, timeout=180)
+        # The preflight checks of every host come first (about 90 s on a loaded CI machine).
+        assert wait_for(lambda: host(WEB_SERVERS[0]).run(f"test -e {LOCK}").rc == 0, timeout=300)
         refused_code, refused = deploy("-e", f"app_repository={clone}", "-e", f"app_ref={commit}")
         out, _ = rollback.communicate(timeout=600)
     finally:

@@ -52,12 +52,18 @@ def test_old_tls_versions_fail(client, version: str) -> None:
 
 def test_second_anonymous_transcript_get_is_a_varnish_hit(client, demo) -> None:
     path = demo["transcript"]
-    status, first, _ = curl(client, path)
-    assert status == 200
-    assert "set-cookie" not in first
-    assert "public" in first["cache-control"]
-    status, second, body = curl(client, path)
-    assert status == 200
+    # Up to three pairs: a purge of this room queued by an earlier test's posts (Celery)
+    # may land between the two requests of a pair.
+    for _ in range(3):
+        status, first, _ = curl(client, path)
+        assert status == 200
+        assert "set-cookie" not in first
+        assert "public" in first["cache-control"]
+        status, second, body = curl(client, path)
+        assert status == 200
+        if second["x-cache"] == "HIT":
+            break
+        time.sleep(2)
     assert second["x-cache"] == "HIT", second
     assert "<h1>Welcome</h1>" in body  # the room's transcript, not an error page
 
