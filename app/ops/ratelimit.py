@@ -3,9 +3,10 @@
 django-ratelimit keeps the counters (fixed windows in the cache named by
 RATELIMIT_USE_CACHE, atomic add/incr, so every web server shares them). Its own
 ``@ratelimit(block=True)`` raises a PermissionDenied that knows neither which limit
-tripped nor when it frees, so the views call ``refusal()`` instead, which answers 429 with
-Retry-After. Rates are settings (``RATELIMITS``, from the environment); the per-address
-key is the client address behind our proxies (ops.clientaddr), never REMOTE_ADDR.
+tripped nor when it frees, so the views use ``limited`` (or ``check`` and
+``too_many_requests``) instead, which answer 429 with Retry-After. Rates are settings
+(``RATELIMITS``, from the environment); the per-address key is the client address behind
+our proxies (ops.clientaddr), never REMOTE_ADDR.
 
 The app is deliberately not in INSTALLED_APPS: only ``django_ratelimit.core`` is used, and
 its system check warns about any cache backend it does not know by name (ours wraps

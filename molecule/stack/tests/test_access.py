@@ -22,6 +22,7 @@ from hpdtest import PROJECT_DIR, address, group_hosts, host, inventory_variable
 from stack import (
     ADMIN_PATH,
     APP_CURRENT,
+    CA,
     CACHE,
     DB,
     HEALTH_PATH,
@@ -108,14 +109,15 @@ def from_container(image: str, command: str, ip: str | None = None, timeout: int
     )
 
 
-def statuses(image: str, paths: list[str], ip: str | None = None, extra: str = "") -> list[str]:
-    """The status of each path through the balancer, from a new container."""
+def answers(image: str, paths: list[str], ip: str | None = None) -> list[str]:
+    """The status and Location of each path through the balancer, from a new container
+    (at `ip` when given), each path sent as it is."""
     command = "; ".join(
-        f"curl -sS -o /dev/null -w '%{{http_code}}\\n' --path-as-is --cacert /ca.crt {extra} "
-        + shlex.quote(SITE + path)
+        "curl -sS -o /dev/null -w '%{http_code} %header{location}\\n' --path-as-is "
+        "--cacert /ca.crt " + shlex.quote(SITE + path)
         for path in paths
     )
-    return from_container(image, command, ip).split()
+    return from_container(image, command, ip).splitlines()
 
 
 def admin_spellings() -> dict[str, bool]:
@@ -260,18 +262,14 @@ def test_admin_refused_through_the_balancer_in_every_spelling_and_served_to_the_
 ) -> None:
     spellings = admin_spellings()
     paths = list(spellings)
-    outsider = statuses(probe_image, paths)
-    assert outsider == ["403"] * len(paths), dict(zip(paths, outsider, strict=True))
+    outsider = answers(probe_image, paths)
+    refused = [answer.startswith("403") for answer in outsider]
+    assert all(refused), dict(zip(paths, outsider, strict=True))
     # The workstation gets the admin wherever the app routes the spelling to it (the
     # others are Django's 404).
-    command = "; ".join(
-        "curl -sS -o /dev/null -w '%{http_code} %header{location}\\n' --path-as-is "
-        "--cacert /ca.crt " + shlex.quote(SITE + path)
-        for path in paths
-    )
-    answers = from_container(probe_image, command, WORKSTATION).splitlines()
-    routed = {path: is_admin(answer) for path, answer in zip(paths, answers, strict=True)}
-    assert routed == spellings, dict(zip(paths, answers, strict=True))
+    workstation = answers(probe_image, paths, WORKSTATION)
+    routed = {path: is_admin(answer) for path, answer in zip(paths, workstation, strict=True)}
+    assert routed == spellings, dict(zip(paths, workstation, strict=True))
 
 
 def test_admin_refused_at_varnish_in_every_spelling_unless_a_balancer_names_the_allowlist() -> None:
@@ -307,14 +305,15 @@ def test_purge_and_ban_refused_outside_the_purgers_at_every_layer(client, demo) 
     path = demo["transcript"]
     for method in ("PURGE", "BAN"):
         through = client.check_output(
-            f"curl -sS -o /dev/null -w '%{{http_code}}' -X {method} --cacert /usr/local/share/"
-            f"ca-certificates/hpd-test-ca.crt {SITE}{path}"
+            f"curl -sS -o /dev/null -w '%{{http_code}}' -X {method} --cacert {CA} {SITE}{path}"
         )
         assert through == "405", f"{method} through the balancer: {through}"
         # The balancer may reach Varnish, but is not a purger.
         at_varnish = direct(LB, varnish_url(path), method=method)
         assert at_varnish.startswith("405"), f"{method} at Varnish from the balancer"
-    assert direct(WEB, varnish_url(path), method="PURGE").startswith("200")
+        # A purger (the app's hosts) is obeyed.
+        purger = direct(WEB, varnish_url(path), method=method)
+        assert purger.startswith("200"), f"{method} at Varnish from a web server: {purger}"
 
 
 # --- The detailed health -------------------------------------------------------------------
@@ -360,15 +359,14 @@ def test_request_bodies_over_the_limit_get_413_at_the_balancer_and_at_uwsgi(clie
         "head -c {size} /dev/zero | curl -sS -o /dev/null -w '%{{http_code}}' "
         "-H 'Content-Type: application/octet-stream' --data-binary @- "
     )
-    ca = "--cacert /usr/local/share/ca-certificates/hpd-test-ca.crt"
+    ca = f"--cacert {CA}"
     over = client.check_output(post.format(size=limit + 1) + f"{ca} {SITE}/accounts/login/")
     assert over == "413"
     under = client.check_output(post.format(size=1024) + f"{ca} {SITE}/accounts/login/")
     assert under == "403"  # through to Django, which wants its CSRF token
-    at_uwsgi = host(VARNISH).check_output(
-        post.format(size=limit + 1) + f"-H 'Host: {SITE_NAME}' {uwsgi_url('/accounts/login/')}"
-    )
-    assert at_uwsgi == "413"
+    at_uwsgi = post + f"-H 'Host: {SITE_NAME}' {uwsgi_url('/accounts/login/')}"
+    assert host(VARNISH).check_output(at_uwsgi.format(size=limit + 1)) == "413"
+    assert host(VARNISH).check_output(at_uwsgi.format(size=1024)) == "403"  # Django's CSRF
 
 
 # --- Abuse limits ----------------------------------------------------------------------------
