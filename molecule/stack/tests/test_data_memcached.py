@@ -16,13 +16,12 @@ from pathlib import Path
 import pytest
 from data_tier import (
     APP,
-    CACHE,
     assert_role_stops_before_any_change,
     derived_memory_mb,
     role_playbook,
 )
 from hpdtest import address, host, role_values
-from stack import APP_CURRENT, PORTS
+from stack import APP_CURRENT, CACHE, PORTS
 
 SERVER = CACHE
 CONFIG = "/etc/memcached.conf"

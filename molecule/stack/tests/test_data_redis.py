@@ -18,14 +18,13 @@ from pathlib import Path
 import pytest
 from data_tier import (
     APP,
-    CACHE,
     assert_role_stops_before_any_change,
     bare_inventory,
     derived_memory_mb,
     role_playbook,
 )
 from hpdtest import address, host, role_values, wait_for
-from stack import PORTS, contract
+from stack import CACHE, PORTS, contract
 
 SERVER = CACHE
 CONFIG = "/etc/redis/redis.conf"
