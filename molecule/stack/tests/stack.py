@@ -100,3 +100,19 @@ def releases_served_by(name: str, requests: int = 12) -> set[str]:
         except ValueError:  # a worker between old and new
             seen.add("no answer")
     return seen
+
+
+# Run by the app's own shell, so the broker's address and password stay on the host.
+CELERY_BACKLOG = (
+    "import redis; from django.conf import settings; "
+    "broker = redis.Redis.from_url(settings.CELERY_BROKER_URL); "
+    "queues = {route['queue'] for route in settings.CELERY_TASK_ROUTES.values()}; "
+    "print(sum(broker.llen(queue) for queue in queues) + broker.hlen('unacked'))"
+)
+
+
+def celery_backlog() -> int:
+    """Tasks waiting in the broker's queues or taken but not yet done: zero means every purge
+    queued by earlier posts has reached Varnish."""
+    out = host(WEB_SERVERS[0]).check_output(f'{APP_CURRENT}/manage shell -c "{CELERY_BACKLOG}"')
+    return int(out.splitlines()[-1])

@@ -364,7 +364,7 @@ def test_request_bodies_over_the_limit_get_413_at_the_balancer_and_at_uwsgi(clie
     assert over == "413"
     under = client.check_output(post.format(size=1024) + f"{ca} {SITE}/accounts/login/")
     assert under == "403"  # through to Django, which wants its CSRF token
-    at_uwsgi = post + f"-H 'Host: {SITE_NAME}' {uwsgi_url('/accounts/login/')}"
+    at_uwsgi = post + f"-H 'Host: {SITE_NAME}' -H '{HTTPS}' {uwsgi_url('/accounts/login/')}"
     assert host(VARNISH).check_output(at_uwsgi.format(size=limit + 1)) == "413"
     assert host(VARNISH).check_output(at_uwsgi.format(size=1024)) == "403"  # Django's CSRF
 

@@ -197,25 +197,36 @@ def test_deploy_under_load_switches_every_host_and_loses_nothing(client, demo, r
     )
 
 
-def test_rollback_under_load_and_a_concurrent_deploy_is_refused(client, demo, releases) -> None:
+def test_rollback_under_load_and_a_concurrent_deploy_is_refused(
+    client, demo, releases, tmp_path
+) -> None:
     clone, commit, good = releases["good"]
     load = Load(client, demo, **VISITORS)
-    rollback = subprocess.Popen(
-        ["ansible-playbook", "-i", inventory(), "playbooks/rollback.yml"],
-        cwd=PROJECT_DIR,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=dict(os.environ, ANSIBLE_ROLES_PATH=str(PROJECT_DIR / "roles"), ANSIBLE_NOCOLOR="1"),
-    )
+    # Into a file, not a pipe: nobody reads a pipe until the rollback ends, and a verbose
+    # run fills one (64 KiB) before it takes the lock.
+    output = tmp_path / "rollback.log"
+    with output.open("w") as log:
+        rollback = subprocess.Popen(
+            ["ansible-playbook", "-i", inventory(), "playbooks/rollback.yml"],
+            cwd=PROJECT_DIR,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=dict(
+                os.environ, ANSIBLE_ROLES_PATH=str(PROJECT_DIR / "roles"), ANSIBLE_NOCOLOR="1"
+            ),
+        )
+    locked = f"test -e {LOCK}"
     try:
         # The preflight checks of every host come first (about 90 s on a loaded CI machine).
-        assert wait_for(lambda: host(WEB_SERVERS[0]).run(f"test -e {LOCK}").rc == 0, timeout=300)
+        took_lock = wait_for(lambda: host(WEB_SERVERS[0]).run(locked).rc == 0, timeout=300)
+        assert took_lock, output.read_text()[-3000:]
         refused_code, refused = deploy("-e", f"app_repository={clone}", "-e", f"app_ref={commit}")
-        out, _ = rollback.communicate(timeout=600)
+        rollback.wait(timeout=600)
     finally:
         if rollback.poll() is None:
-            rollback.kill()
+            rollback.terminate()
+            rollback.wait(timeout=60)
+    out = output.read_text()
     report = load.stop()
     assert refused_code != 0
     refusal = r"Refused: another deploy or rollback holds the lock .*rollback of"
