@@ -147,6 +147,13 @@ class Session:
         raise AssertionError("unreachable")
 
 
+def latest_timepoint(current: str | None, new: str | None) -> str | None:
+    """The later of two stream timepoints ("<ms>-<seq>"); either may be missing."""
+    if not new or not current:
+        return new or current
+    return max(current, new, key=lambda timepoint: tuple(map(int, timepoint.split("-"))))
+
+
 def ws_roundtrip(args: argparse.Namespace) -> dict:
     """Listen on a room's socket, post over HTTPS, report whether the event arrived."""
     session = Session(args.base, args.ca)
@@ -430,7 +437,10 @@ def load(args: argparse.Namespace) -> dict:
                             event = json.loads(socket.recv(timeout=1))
                         except TimeoutError:
                             continue
-                        since = event.get("timepoint") or since
+                        # The latest timepoint seen, as the page's script keeps it: two web
+                        # servers' live events can arrive out of stream order, and resuming
+                        # from an earlier one would replay what was already received.
+                        since = latest_timepoint(since, event.get("timepoint"))
                         if event.get("type") == "resync":
                             seen["resyncs"] += 1
                         elif event.get("type") == "message.created":
