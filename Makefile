@@ -20,7 +20,7 @@ STAGE := scripts/stage
 # Unit tests of the scripts roles install (the alert evaluator, collectd's exec plugin).
 ROLE_UNIT_TESTS := $(wildcard roles/*/tests)
 
-.PHONY: help setup up down deploy rollback deploy-unlock lint test test-matrix test-app test-vcl test-roles test-preflight $(addprefix test-,$(SCENARIOS))
+.PHONY: help setup up down warm checklist deploy rollback deploy-unlock lint test test-matrix test-app test-vcl test-roles test-preflight $(addprefix test-,$(SCENARIOS))
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -31,7 +31,14 @@ setup: ## Install Docker, the pinned tools and the base image (safe to repeat)
 up: setup ## Create the local environment's containers and run site.yml on them
 	@ansible-playbook playbooks/local-env.yml
 	@ANSIBLE_CALLBACKS_ENABLED=ansible.posix.profile_tasks ansible-playbook playbooks/site.yml
+	@ansible-playbook playbooks/warm.yml
 	@ansible-playbook playbooks/local-env.yml --tags summary
+
+warm: ## Request the most visited pages through the balancer until they are cache hits
+	@ansible-playbook playbooks/warm.yml
+
+checklist: ## The pre-launch checklist against the local environment (reports/checklist/)
+	@ansible-playbook playbooks/checklist.yml
 
 down: ## Remove the local environment's containers
 	@ansible-playbook playbooks/local-env.yml -e local_env_state=absent

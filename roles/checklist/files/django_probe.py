@@ -1,0 +1,61 @@
+# The deployed release's settings and accounts, for the pre-launch checklist. Run by the
+# checklist with the release's `manage shell -c`; reads CHECKLIST_ARGS (base64 JSON:
+# placeholders, min_length, weak_passwords, site_name, token, media) and prints one JSON
+# object. Never prints a secret: only its length, its variety and whether it is a placeholder.
+import base64
+import json
+import os
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+
+args = json.loads(base64.b64decode(os.environ["CHECKLIST_ARGS"]))
+key = settings.SECRET_KEY
+loaders = [
+    loader if isinstance(loader, str) else loader[0]
+    for template in settings.TEMPLATES
+    for loader in template.get("OPTIONS", {}).get("loaders") or []
+]
+# Django wraps the default loaders in the cached loader when DEBUG is off and none are set.
+default_loaders_cached = not settings.DEBUG and not loaders
+admins = []
+for user in get_user_model().objects.filter(is_staff=True).order_by("username"):
+    candidates = [*args["weak_passwords"], user.get_username(), args["site_name"]]
+    admins.append(
+        {
+            "username": user.get_username(),
+            "superuser": user.is_superuser,
+            "active": user.is_active,
+            "last_login": user.last_login.isoformat() if user.last_login else None,
+            "weak": any(user.check_password(candidate) for candidate in candidates),
+        }
+    )
+media = {}
+if args.get("media") == "save":
+    name = default_storage.save(f"checklist/{args['token']}.txt", ContentFile(args["token"]))
+    media = {"name": name, "url": default_storage.url(name)}
+elif args.get("media"):
+    default_storage.delete(args["media"])
+    media = {"deleted": args["media"], "exists": default_storage.exists(args["media"])}
+print(
+    json.dumps(
+        {
+            "debug": settings.DEBUG,
+            "secret_key": {
+                "length": len(key),
+                "distinct": len(set(key)),
+                "placeholder": key.lower().startswith(tuple(p.lower() for p in args["placeholders"])),
+            },
+            "allowed_hosts": list(settings.ALLOWED_HOSTS),
+            "template_loaders": loaders or ["(Django's defaults, cached when DEBUG is off)"],
+            "cached_templates": default_loaders_cached
+            or "django.template.loaders.cached.Loader" in loaders,
+            "session_engine": settings.SESSION_ENGINE,
+            "caches": {name: conf["BACKEND"] for name, conf in settings.CACHES.items()},
+            "admins": admins,
+            "media": media,
+        }
+    )
+)

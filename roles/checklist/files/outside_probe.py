@@ -1,0 +1,132 @@
+#!/usr/bin/python3
+"""What a host outside the site's groups can reach, for the pre-launch checklist.
+
+Run by the checklist on its probe host (ansible.builtin.script) with one argument, base64
+JSON: {site_name, admin, health_path, balancers: [addr], accelerators: [addr],
+web: [addr], ports: {https, varnish, uwsgi}, scan: [addr]}. Prints JSON: the answers to the
+admin path in each spelling at each layer, to PURGE and BAN, to the health path, and the
+open TCP ports of every scanned address (nmap). Sends each path exactly as written."""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import re
+import socket
+import ssl
+import subprocess
+import sys
+
+
+def spellings(admin: str) -> list[str]:
+    """The admin's login page in spellings the app routes to the admin (uWSGI decodes
+    percent-escapes, %2F included, and resolves dot segments before Django routes)."""
+    name = admin.strip("/")
+    encoded = "".join(f"%{ord(c):02X}" for c in name)
+    return [
+        f"/{name}/login/",
+        f"/{name}%2Flogin/",
+        f"/%{ord(name[0]):02x}{name[1:]}/login/",
+        f"/{encoded}/login/",
+        f"/{name}/%6Cogin/",
+        f"/./{name}/login/",
+        f"/rooms/../{name}/login/",
+        f"/{name}//login/",
+        f"/{name}/login/;x",
+        f"/{name.upper()}/login/",
+    ]
+
+
+def ask(address: str, port: int, method: str, path: str, host: str, tls: bool) -> tuple[str, str]:
+    """The status of one request (or why there was none) and the start of its body."""
+    try:
+        connection = http.client.HTTPConnection(address, port, timeout=5)
+        raw = socket.create_connection((address, port), timeout=5)
+        if tls:
+            # The site's name as SNI while connecting to this balancer's own address.
+            context = ssl.create_default_context()
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+            raw = context.wrap_socket(raw, server_hostname=host)
+        connection.sock = raw
+        headers = {"Host": host, "X-Forwarded-Proto": "https", "User-Agent": "hpd-checklist"}
+        connection.request(method, path, headers=headers)
+        response = connection.getresponse()
+        body = response.read(4096).decode("utf-8", "replace")
+        connection.close()
+        return str(response.status), body
+    except ConnectionRefusedError:
+        return "refused", ""
+    except (OSError, http.client.HTTPException) as error:
+        return f"no answer ({type(error).__name__})", ""
+
+
+def main() -> int:
+    args = json.loads(base64.b64decode(sys.argv[1]))
+    site, ports = args["site_name"], args["ports"]
+    layers = (
+        [("balancer", a, ports["https"], True) for a in args["balancers"]]
+        + [("varnish", a, ports["varnish"], False) for a in args["accelerators"]]
+        + [("uwsgi", a, ports["uwsgi"], False) for a in args["web"]]
+    )
+    report: dict = {"admin": [], "purge": [], "health": [], "ports": {}}
+    for layer, address, port, tls in layers:
+        for path in spellings(args["admin"]):
+            status, _ = ask(address, port, "GET", path, site, tls)
+            report["admin"].append(
+                {"layer": layer, "address": address, "path": path, "status": status}
+            )
+        if layer != "uwsgi":
+            for method in ("PURGE", "BAN"):
+                status, _ = ask(address, port, method, "/", site, tls)
+                report["purge"].append(
+                    {"layer": layer, "address": address, "method": method, "status": status}
+                )
+            status, body = ask(address, port, "GET", args["health_path"], site, tls)
+            report["health"].append(
+                {
+                    "layer": layer,
+                    "address": address,
+                    "status": status,
+                    "detailed": '"checks"' in body,
+                    "body": body[:300],
+                }
+            )
+    scan = subprocess.run(
+        [
+            "nmap",
+            "-sS",
+            "-p-",
+            "-n",
+            "-Pn",
+            "-T4",
+            "--min-rate",
+            "20000",
+            "--max-retries",
+            "1",
+            "-oG",
+            "-",
+            *args["scan"],
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    for address in args["scan"]:
+        report["ports"][address] = []
+    for line in scan.stdout.splitlines():
+        match = re.match(r"Host: (\S+) .*Ports: (.*)", line)
+        if match:
+            report["ports"][match[1]] = sorted(
+                int(p) for p in re.findall(r"(\d+)/open/tcp", match[2])
+            )
+    report["scan_command"] = " ".join(scan.args)
+    report["scan_error"] = scan.stderr[-500:] if scan.returncode else ""
+    report["probe_address"] = socket.gethostbyname(socket.gethostname())
+    json.dump(report, sys.stdout)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
