@@ -120,3 +120,22 @@ def test_graphite_renders_a_png_of_a_real_series(monitoring) -> None:
     assert len(image) > 2000  # axes, labels and a line, not an empty canvas
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     (ARTIFACTS / "graphite-load.png").write_bytes(image)
+
+
+def test_the_launch_dashboard_shows_live_data_in_every_panel(monitoring) -> None:
+    """The graphite role's launch dashboard (graphite_dashboard_panels) is saved in
+    graphite-web, its page names the panels, and every panel's targets have datapoints from
+    the traffic the earlier tests sent through the stack."""
+    base = f"http://{monitoring.address}:{PORTS['graphite_web']}/dashboard"
+    mon = host(MONITORING)
+    state = json.loads(mon.check_output(f"curl -fsS --max-time 10 {base}/load/launch"))["state"]
+    titles = [params["title"] for _, params, _ in state["graphs"]]
+    assert len(titles) >= 12, titles
+    page = mon.check_output(f"curl -fsS --max-time 10 {base}/launch")
+    assert "Requests per second by HTTP status" in page
+    empty = [
+        params["title"]
+        for _, params, _ in state["graphs"]
+        if not any(monitoring.values(target, "-60min") for target in params["target"])
+    ]
+    assert not empty, f"panels without datapoints in the last hour: {empty}"
