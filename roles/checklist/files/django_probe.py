@@ -18,8 +18,7 @@ loaders = [
     for template in settings.TEMPLATES
     for loader in template.get("OPTIONS", {}).get("loaders") or []
 ]
-# Django wraps the default loaders in the cached loader when DEBUG is off and none are set.
-default_loaders_cached = not settings.DEBUG and not loaders
+# With no loaders set, Django (4.1 and later) wraps its default ones in the cached loader.
 admins = []
 for user in get_user_model().objects.filter(is_staff=True).order_by("username"):
     candidates = [*args["weak_passwords"], user.get_username(), args["site_name"]]
@@ -49,9 +48,8 @@ print(
                 "placeholder": key.lower().startswith(tuple(p.lower() for p in args["placeholders"])),
             },
             "allowed_hosts": list(settings.ALLOWED_HOSTS),
-            "template_loaders": loaders or ["(Django's defaults, cached when DEBUG is off)"],
-            "cached_templates": default_loaders_cached
-            or "django.template.loaders.cached.Loader" in loaders,
+            "template_loaders": loaders or ["(Django's defaults, wrapped in the cached loader)"],
+            "cached_templates": not loaders or "django.template.loaders.cached.Loader" in loaders,
             "session_engine": settings.SESSION_ENGINE,
             "caches": {name: conf["BACKEND"] for name, conf in settings.CACHES.items()},
             "admins": admins,
