@@ -8,7 +8,7 @@ import re
 import pytest
 from data_tier import APP, PRIMARY
 from hpdtest import address, group_hosts, host, host_setting, run_playbook, wait_for
-from stack import PORTS
+from stack import CACHE, PORTS
 
 # Every host of the inventory: the client container gets the baseline too.
 ALL_HOSTS = group_hosts("all")
@@ -127,3 +127,13 @@ def test_bad_variable_fails_before_any_change() -> None:
     assert result.returncode != 0
     assert "common_ssh_port" in result.stdout + result.stderr
     assert re.search(rf"{APP}\s*:\s*ok=\d+\s+changed=0\s", result.stdout), result.stdout[-3000:]
+
+
+def test_the_weekly_lynis_audit_runs_and_records_its_hardening_index() -> None:
+    # One host: an audit takes about a minute of CPU. The checklist reads this report.
+    server = host(CACHE)
+    assert server.service("hpd-lynis.timer").is_enabled
+    server.run_expect([0], "systemctl start hpd-lynis.service")
+    report = server.file("/var/log/lynis-report.dat").content_string
+    index = re.search(r"^hardening_index=(\d+)$", report, re.M)
+    assert index and int(index[1]) >= 70, report[-2000:]

@@ -10,9 +10,12 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
+from django.template import TemplateDoesNotExist
+from django.template.loader import get_template
 
 args = json.loads(base64.b64decode(os.environ["CHECKLIST_ARGS"]))
 key = settings.SECRET_KEY
+placeholders = tuple(prefix.lower() for prefix in args["placeholders"])
 loaders = [
     loader if isinstance(loader, str) else loader[0]
     for template in settings.TEMPLATES
@@ -31,6 +34,12 @@ for user in get_user_model().objects.filter(is_staff=True).order_by("username"):
             "weak": any(user.check_password(candidate) for candidate in candidates),
         }
     )
+error_pages = {}
+for name in ("404.html", "500.html", "503.html"):
+    try:
+        error_pages[name] = str(get_template(name).origin.name)
+    except TemplateDoesNotExist:
+        error_pages[name] = None
 media = {}
 if args.get("media") == "save":
     name = default_storage.save(f"checklist/{args['token']}.txt", ContentFile(args["token"]))
@@ -45,7 +54,7 @@ print(
             "secret_key": {
                 "length": len(key),
                 "distinct": len(set(key)),
-                "placeholder": key.lower().startswith(tuple(p.lower() for p in args["placeholders"])),
+                "placeholder": key.lower().startswith(placeholders),
             },
             "allowed_hosts": list(settings.ALLOWED_HOSTS),
             "template_loaders": loaders or ["(Django's defaults, wrapped in the cached loader)"],
@@ -53,6 +62,7 @@ print(
             "session_engine": settings.SESSION_ENGINE,
             "caches": {name: conf["BACKEND"] for name, conf in settings.CACHES.items()},
             "admins": admins,
+            "error_pages": error_pages,
             "media": media,
         }
     )
