@@ -37,7 +37,8 @@ up: setup ## Create the local environment's containers and run site.yml on them
 warm: ## Request the most visited pages through the balancer until they are cache hits
 	@ansible-playbook playbooks/warm.yml
 
-checklist: ## The pre-launch checklist against the local environment (reports/checklist/)
+checklist: ## Warm the cache, then the pre-launch checklist on the local environment (reports/checklist/)
+	@ansible-playbook playbooks/warm.yml
 	@ansible-playbook playbooks/checklist.yml
 
 down: ## Remove the local environment's containers

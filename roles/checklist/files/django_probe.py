@@ -42,7 +42,9 @@ for name in ("404.html", "500.html", "503.html"):
         error_pages[name] = None
 media = {}
 if args.get("media") == "save":
-    name = default_storage.save(f"checklist/{args['token']}.txt", ContentFile(args["token"]))
+    name = default_storage.save(
+        f"checklist/{args['token']}.txt", ContentFile(args["token"].encode())
+    )
     media = {"name": name, "url": default_storage.url(name)}
 elif args.get("media"):
     default_storage.delete(args["media"])

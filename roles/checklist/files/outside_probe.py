@@ -17,6 +17,7 @@ import socket
 import ssl
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 
 def spellings(admin: str) -> list[str]:
@@ -62,37 +63,54 @@ def ask(address: str, port: int, method: str, path: str, host: str, tls: bool) -
         return f"no answer ({type(error).__name__})", ""
 
 
+def reachable(address: str, port: int) -> bool:
+    """Whether a TCP connection opens (a firewall that drops would make every request wait)."""
+    try:
+        socket.create_connection((address, port), timeout=3).close()
+        return True
+    except OSError:
+        return False
+
+
+def probe_layer(layer: str, address: str, port: int, tls: bool, args: dict) -> dict:
+    """Every question to one layer; 'no connection' for all of them when its port is shut."""
+    site, questions = args["site_name"], []
+    questions += [("admin", "GET", path) for path in spellings(args["admin"])]
+    if layer != "uwsgi":
+        questions += [("purge", method, "/") for method in ("PURGE", "BAN")]
+        questions += [("health", "GET", args["health_path"])]
+    is_open = reachable(address, port)
+    out: dict = {"admin": [], "purge": [], "health": []}
+    for kind, method, path in questions:
+        status, body = (
+            ask(address, port, method, path, site, tls) if is_open else ("no connection", "")
+        )
+        entry = {
+            "layer": layer,
+            "address": address,
+            "method": method,
+            "path": path,
+            "status": status,
+        }
+        if kind == "health":
+            entry.update(detailed='"checks"' in body, body=body[:300])
+        out[kind].append(entry)
+    return out
+
+
 def main() -> int:
     args = json.loads(base64.b64decode(sys.argv[1]))
-    site, ports = args["site_name"], args["ports"]
+    ports = args["ports"]
     layers = (
         [("balancer", a, ports["https"], True) for a in args["balancers"]]
         + [("varnish", a, ports["varnish"], False) for a in args["accelerators"]]
         + [("uwsgi", a, ports["uwsgi"], False) for a in args["web"]]
     )
     report: dict = {"admin": [], "purge": [], "health": [], "ports": {}}
-    for layer, address, port, tls in layers:
-        for path in spellings(args["admin"]):
-            status, _ = ask(address, port, "GET", path, site, tls)
-            report["admin"].append(
-                {"layer": layer, "address": address, "path": path, "status": status}
-            )
-        if layer != "uwsgi":
-            for method in ("PURGE", "BAN"):
-                status, _ = ask(address, port, method, "/", site, tls)
-                report["purge"].append(
-                    {"layer": layer, "address": address, "method": method, "status": status}
-                )
-            status, body = ask(address, port, "GET", args["health_path"], site, tls)
-            report["health"].append(
-                {
-                    "layer": layer,
-                    "address": address,
-                    "status": status,
-                    "detailed": '"checks"' in body,
-                    "body": body[:300],
-                }
-            )
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        for result in pool.map(lambda layer: probe_layer(*layer, args), layers):
+            for kind in ("admin", "purge", "health"):
+                report[kind] += result[kind]
     scan = subprocess.run(
         [
             "nmap",
