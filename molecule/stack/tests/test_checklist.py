@@ -35,20 +35,28 @@ STACK_CA = PROJECT_DIR / ".secrets/molecule-stack/ca/ca.crt"
 
 
 def checklist(reports: Path) -> dict[str, list[dict]]:
-    """Run the checklist from this machine; its items by id (one per host where per host)."""
+    """Warm the cache, then run the checklist from this machine (as `make checklist` does);
+    its items by id (one per host where per host)."""
+    reach = [
+        "-e",
+        f"site_client_connect_address={address(LB)}",
+        "-e",
+        f"site_client_ca_file={STACK_CA}",
+    ]
+    warm = run_playbook("playbooks/warm.yml", *reach, timeout=120)
+    assert warm.returncode == 0, warm.stdout[-2000:]
     result = run_playbook(
         "playbooks/checklist.yml",
         "-e",
         f"checklist_reports_dir={reports}",
-        "-e",
-        f"checklist_connect_address={address(LB)}",
-        "-e",
-        f"site_client_ca_file={STACK_CA}",
+        *reach,
         "-e",
         json.dumps({"checklist_testssl_accepted": {"cert_revocation": "the test CA has no CRL"}}),
         timeout=600,
     )
-    items = json.loads((reports / "checklist-staging.json").read_text())
+    report = reports / "checklist-staging.json"
+    assert report.exists(), result.stdout[-3000:]
+    items = json.loads(report.read_text())
     by_id: dict[str, list[dict]] = {}
     for item in items:
         by_id.setdefault(item["id"], []).append(item)
@@ -57,13 +65,16 @@ def checklist(reports: Path) -> dict[str, list[dict]]:
 
 
 def failed(items: dict[str, list[dict]]) -> dict[str, list[dict]]:
-    """The failed items, leaving out the Lynis items that fail for want of a report."""
+    """The failed items, leaving out the Lynis items that fail for want of a report, and
+    the warm-cache item: the stack's pages live 10 s (CHAT_TRANSCRIPT_MAX_AGE, molecule.yml),
+    less than the time from the warm-up to the check."""
     out = {}
     for item_id, entries in items.items():
         bad = [
             e
             for e in entries
             if e["status"] == "FAIL"
+            and item_id != "launch-cache-warm"
             and not (item_id == "servers-lynis" and NO_LYNIS_REPORT in e["evidence"]["value"])
         ]
         if bad:
@@ -186,6 +197,8 @@ def test_the_checklist_fails_exactly_the_broken_items_and_passes_once_put_back(r
         expected = {
             "django-debug-off": "a debug page",
             "deploy-admin-refused-outside": "answered",
+            # The detailed health answer follows the same allowlist.
+            "deploy-health-bare-outside": "1 of 2 answers detailed",
             "django-secret-key": "a placeholder",
             "deploy-tls-versions": "tls1 accepted",
             # Bugsink's notification travels through the same relay.
@@ -194,7 +207,7 @@ def test_the_checklist_fails_exactly_the_broken_items_and_passes_once_put_back(r
             "ops-backup-recent": "h old",
             "servers-open-ports": f"{CACHE}: {PORTS['memcached']}",
         }
-        assert set(items) - {"deploy-testssl"} == set(expected), {
+        assert set(items) == set(expected), {
             k: [e["evidence"]["value"] for e in v] for k, v in items.items()
         }
         for item_id, cause in expected.items():
