@@ -1,6 +1,6 @@
 # The deployed release's settings and accounts, for the pre-launch checklist. Run by the
 # checklist with the release's `manage shell -c`; reads CHECKLIST_ARGS (base64 JSON:
-# placeholders, min_length, weak_passwords, site_name, token, media) and prints one JSON
+# placeholders, weak_passwords, site_name, token, media) and prints one JSON
 # object. Never prints a secret: only its length, its variety and whether it is a placeholder.
 import base64
 import json
