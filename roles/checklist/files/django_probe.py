@@ -1,6 +1,6 @@
 # The deployed release's settings and accounts, for the pre-launch checklist. Run by the
 # checklist with the release's `manage shell -c`; reads CHECKLIST_ARGS (base64 JSON:
-# placeholders, weak_passwords, site_name, token, media) and prints one JSON
+# placeholders, weak_passwords, site_name, token) and prints one JSON
 # object. Never prints a secret: only its length, its variety and whether it is a placeholder.
 import base64
 import json
@@ -40,15 +40,9 @@ for name in ("404.html", "500.html", "503.html"):
         error_pages[name] = str(get_template(name).origin.name)
     except TemplateDoesNotExist:
         error_pages[name] = None
-media = {}
-if args.get("media") == "save":
-    name = default_storage.save(
-        f"checklist/{args['token']}.txt", ContentFile(args["token"].encode())
-    )
-    media = {"name": name, "url": default_storage.url(name)}
-elif args.get("media"):
-    default_storage.delete(args["media"])
-    media = {"deleted": args["media"], "exists": default_storage.exists(args["media"])}
+# A file through the app's storage, which the checklist fetches back and then deletes.
+name = default_storage.save(f"checklist/{args['token']}.txt", ContentFile(args["token"].encode()))
+media = {"name": name, "url": default_storage.url(name)}
 print(
     json.dumps(
         {
