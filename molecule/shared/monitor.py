@@ -15,9 +15,10 @@ from hpdtest import address, host, site_default, wait_for
 
 GRAPHITE_PORT = site_default("site_ports")["graphite_web"]
 BUGSINK_PORT = site_default("site_ports")["bugsink"]
-BUGSINK_TOKEN_FILE = "/etc/bugsink/api-token"  # noqa: S105 (a path: bugsink_api_token_path)
-MAILBOX = "/var/lib/mailsink/Maildir"  # postfix_sink_mailbox
-CENTRAL_LOG = "/var/log/central"  # rsyslog_central_dir
+BUGSINK_TOKEN_FILE = site_default("site_bugsink_api_token_file")
+BUGSINK_PROJECT = site_default("site_bugsink_project")
+MAILBOX = site_default("site_mail_sink_maildir").rstrip("/")
+CENTRAL_LOG = site_default("site_central_log_dir")
 
 
 @dataclass
@@ -69,7 +70,7 @@ class Monitoring:
         )
         return json.loads(out)
 
-    def bugsink_dsn(self, project: str = "chat") -> str:
+    def bugsink_dsn(self, project: str = BUGSINK_PROJECT) -> str:
         """The project's DSN, as Bugsink itself has it."""
         code = (
             f"from projects.models import Project; print(Project.objects.get(name={project!r}).dsn)"
@@ -83,17 +84,19 @@ class Monitoring:
             .strip()
         )
 
-    def bugsink_project(self, name: str = "chat") -> int:
+    def bugsink_project(self, name: str = BUGSINK_PROJECT) -> int:
         projects = self.bugsink("projects/")["results"]  # type: ignore[index]
         return next(p["id"] for p in projects if p["name"] == name)
 
-    def bugsink_releases(self, project_name: str = "chat") -> list[str]:
+    def bugsink_releases(self, project_name: str = BUGSINK_PROJECT) -> list[str]:
         """The versions of the releases Bugsink knows for the project."""
         project = self.bugsink_project(project_name)
         results = self.bugsink(f"releases/?project={project}")["results"]  # type: ignore[index]
         return [release["version"] for release in results]
 
-    def bugsink_event(self, text: str, project_name: str = "chat", timeout: float = 60) -> dict:
+    def bugsink_event(
+        self, text: str, project_name: str = BUGSINK_PROJECT, timeout: float = 60
+    ) -> dict:
         """The newest event of an issue whose title holds `text`, once Bugsink has
         digested it ({} if none appeared in time)."""
         found: dict = {}

@@ -77,7 +77,7 @@ PROBE_PLAYBOOK = (
           ram_mb_setting: "{{{{ postgresql_ram_mb }}}}"
           ram_mb: "{{{{ __postgresql_ram_mb | int }}}}"
           conf_file: "{{{{ __postgresql_conf_file }}}}"
-          backup_dir: "{{{{ postgresql_backup_dir }}}}"
+          backup_dir: "{{{{ site_database_dumps_dir }}}}"
           restore_check_database: "{{{{ postgresql_restore_check_database }}}}"
           log_min_duration_statement_ms: "{{{{ postgresql_log_min_duration_statement_ms }}}}"
 

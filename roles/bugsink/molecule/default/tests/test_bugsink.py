@@ -30,13 +30,14 @@ from hpdtest import (  # noqa: E402
     host,
     role_setting,
     run_playbook,
+    site_default,
     wait_for,
 )
 
 MON = "bugsink-mon"
 CLIENT = "bugsink-client"
 PORT = 8090
-TOKEN_PATH = role_setting("bugsink", "bugsink_api_token_path", SCENARIO_DIR)
+TOKEN_PATH = site_default("site_bugsink_api_token_file")
 EPHEMERAL = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
 
 
@@ -174,7 +175,7 @@ def test_team_and_project_exist_with_the_dsn(dsn, token, mon_address):
     project_id = int(urlsplit(dsn).path.strip("/"))
     status, project = api(f"projects/{project_id}/", token, mon_address)
     assert status == 200, project
-    assert project["name"] == role_setting("bugsink", "bugsink_project", SCENARIO_DIR)
+    assert project["name"] == site_default("site_bugsink_project")
     assert project["dsn"] == dsn
     status, teams = api("teams/", token, mon_address)
     assert status == 200, teams
