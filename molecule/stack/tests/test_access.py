@@ -183,7 +183,7 @@ def test_a_host_in_no_group_finds_only_ssh_and_the_balancers_web_ports(probe_ima
     targets = {address(name): name for name in SERVICE_HOSTS}
     report = from_container(
         probe_image,
-        "nmap -sS -p- -n -Pn -T4 --min-rate 20000 --max-retries 1 -oG - " + " ".join(targets),
+        "nmap -sS -p- -n -Pn -T4 --min-rate 50000 --max-retries 1 -oG - " + " ".join(targets),
     )
     found = {name: set() for name in targets.values()}
     for line in report.splitlines():

@@ -148,13 +148,14 @@ def worker_release() -> set[str]:
 
 
 def test_logged_in_pages_under_sustained_load_all_succeed(client, demo) -> None:
-    # 60 s, 50 members reloading the room page, no deploy: the Varnish to uWSGI hop must
-    # not drop a request (uWSGI closes every connection; Varnish must not reuse one).
-    load = Load(client, demo, pages=50, cached=0, posters=0, listeners=0, **{"max-seconds": 60})
-    time.sleep(57)
+    # 30 s, 50 members reloading the room page, no deploy: the Varnish to uWSGI hop must
+    # not drop a request (uWSGI closes every connection; Varnish must not reuse one). The
+    # deploy tests below keep 20 of them reloading for minutes more, with no failure allowed.
+    load = Load(client, demo, pages=50, cached=0, posters=0, listeners=0, **{"max-seconds": 30})
+    time.sleep(27)
     report = load.stop()
     assert report["failed"] == 0, report["failures"]
-    assert report["requests"]["page"] > 1000, report["requests"]
+    assert report["requests"]["page"] > 500, report["requests"]
 
 
 def test_broken_release_stops_after_the_first_host_reverted(client, demo, releases) -> None:
