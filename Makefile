@@ -61,6 +61,7 @@ lint: ## yamllint, ansible-lint (production profile) and ruff
 
 test: ## Everything CI runs: lint, app tests, the stack scenario on Debian 13
 	@rm -f .cache/stages.log
+	@scripts/machine-speed
 	@$(STAGE) setup scripts/setup
 	@$(STAGE) lint $(MAKE) --no-print-directory lint
 	@$(STAGE) preflight pytest -q -p no:cacheprovider tests
@@ -70,6 +71,7 @@ test: ## Everything CI runs: lint, app tests, the stack scenario on Debian 13
 	@for s in $(SCENARIOS); do $(STAGE) molecule-$$s molecule test -s $$s || exit 1; done
 	@for r in $(ROLE_SCENARIOS); do $(STAGE) role-$$r bash -c "cd roles/$$r && molecule test" || exit 1; done
 	@$(STAGE) --summary
+	@scripts/machine-speed
 
 test-matrix: ## The stack scenario on Debian 13 and on Debian 12
 	@rm -f .cache/stages.log
