@@ -17,10 +17,11 @@ SCENARIOS := stack
 # `make test-roles` runs them all. A role listed here would get a `role-<name>` stage.
 ROLE_SCENARIOS :=
 STAGE := scripts/stage
-# Unit tests of the scripts roles install (the alert evaluator, collectd's exec plugin).
-ROLE_UNIT_TESTS := $(wildcard roles/*/tests)
+# Unit tests of the scripts roles install (the alert evaluator, collectd's exec plugin) and
+# of the load test's report and max-load search.
+ROLE_UNIT_TESTS := $(wildcard roles/*/tests) loadtest/tests
 
-.PHONY: help setup up down warm checklist deploy rollback deploy-unlock lint test test-matrix test-app test-vcl test-roles test-preflight $(addprefix test-,$(SCENARIOS))
+.PHONY: help setup up down warm checklist loadtest maxload deploy rollback deploy-unlock lint test test-matrix test-app test-vcl test-roles test-preflight $(addprefix test-,$(SCENARIOS))
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -40,6 +41,14 @@ warm: ## Request the most visited pages through the balancer until they are cach
 checklist: ## Warm the cache, then the pre-launch checklist on the local environment (reports/checklist/)
 	@ansible-playbook playbooks/warm.yml
 	@ansible-playbook playbooks/checklist.yml
+
+loadtest: ## Load test of the local environment: wrk beside its baselines, Locust journeys (reports/loadtest/)
+	@ansible-playbook playbooks/warm.yml
+	@ansible-playbook playbooks/loadtest.yml
+
+maxload: ## The load test plus each journey's maximum load (binary search; several minutes)
+	@ansible-playbook playbooks/warm.yml
+	@ansible-playbook playbooks/loadtest.yml -e loadtest_maxload=true
 
 down: ## Remove the local environment's containers
 	@ansible-playbook playbooks/local-env.yml -e local_env_state=absent

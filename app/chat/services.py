@@ -3,6 +3,7 @@ and, only once it has committed, publishes real-time events and enqueues tasks."
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from functools import partial
 
 from django.contrib.auth.models import AbstractBaseUser
@@ -33,6 +34,22 @@ def create_room(owner: AbstractBaseUser, title: str, is_public: bool) -> ChatRoo
         room = ChatRoom.objects.create(owner=owner, title=title, is_public=is_public)
         room.members.add(owner)
     return room
+
+
+def set_members(
+    room: ChatRoom,
+    joining: Iterable[AbstractBaseUser],
+    leaving: Iterable[AbstractBaseUser],
+) -> None:
+    """Add and remove members directly, outside the join-request flow (seeding accounts);
+    pages show the new member list, whose cache expires with the room's version."""
+    joining, leaving = list(joining), list(leaving)
+    if not joining and not leaving:
+        return
+    with transaction.atomic():
+        room.members.add(*joining)
+        room.members.remove(*leaving)
+        _touch_room(room.pk)
 
 
 def post_message(room: ChatRoom, sender: AbstractBaseUser, text: str) -> ChatMessage:

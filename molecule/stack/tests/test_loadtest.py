@@ -1,0 +1,86 @@
+"""A short smoke of the load test (playbooks/loadtest.yml) against the converged staging
+stack: every wrk figure and Locust journey answered without an error, every WebSocket
+message delivered to every member listening, the report and its plots written, and nothing
+of the baselines left running on the hosts. Correctness only, never speed: figures taken on
+a busy CI machine mean nothing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from hpdtest import PROJECT_DIR, address, host, run_playbook
+from stack import LB, WEB_SERVERS
+
+STACK_CA = PROJECT_DIR / ".secrets/molecule-stack/ca/ca.crt"
+HOST_DIR = "/var/tmp/hpd-loadtest"
+FIGURES = [
+    "limit",
+    "cached",
+    "varnish",
+    "logged_in",
+    "uwsgi",
+    "gunicorn_default",
+    "gunicorn_workers",
+]
+
+
+def test_the_load_test_smoke_runs_clean_and_writes_its_report(tmp_path: Path) -> None:
+    reports = tmp_path / "loadtest"
+    short = {
+        "loadtest_reports_dir": str(reports),
+        "loadtest_connect_address": address(LB),
+        "loadtest_ca_file": str(STACK_CA),
+        "loadtest_wrk_seconds": 3,
+        "loadtest_sweep_connections": [10],
+        "loadtest_sweep_seconds": 2,
+        "loadtest_journey_users": {"Reader": 4, "Member": 3, "Newcomer": 1},
+        "loadtest_journey_seconds": 20,
+        "loadtest_members": 3,
+        "loadtest_newcomers": 1,
+    }
+    warm = run_playbook(
+        "playbooks/warm.yml",
+        "-e",
+        f"site_client_connect_address={address(LB)}",
+        "-e",
+        f"site_client_ca_file={STACK_CA}",
+        timeout=120,
+    )
+    assert warm.returncode == 0, warm.stdout[-2000:]
+    result = run_playbook("playbooks/loadtest.yml", "-e", json.dumps(short), timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:]
+
+    results = json.loads((reports / "results.json").read_text())
+    measured = {figure["id"]: figure["result"] for figure in results["wrk"]}
+    expected = [
+        "limit",
+        "cached",
+        "varnish",
+        "logged_in",
+        "uwsgi",
+        "gunicorn_default",
+        "gunicorn_workers",
+    ]
+    assert sorted(measured) == sorted(expected)
+    for figure_id, figure in measured.items():
+        assert figure["requests"] > 0, figure_id
+        assert sum(figure["errors"].values()) == 0, (figure_id, figure["errors"])
+
+    delivery = json.loads((reports / "ws.json").read_text())
+    assert delivery["posted"] > 0, delivery
+    assert delivery["expected_deliveries"] > 0, delivery
+    assert delivery["lost"] == 0, delivery
+
+    summary = json.loads((reports / "summary.json").read_text())
+    assert summary["errors"] == 0, summary
+    for name in ("report.md", "latency-over-time.png", "rate-vs-concurrency.png"):
+        assert (reports / name).stat().st_size > 0, name
+
+    # The baselines are gone: nothing listens on their loopback ports, no scratch directory.
+    for name in (LB, WEB_SERVERS[0]):
+        machine = host(name)
+        assert not machine.file(HOST_DIR).exists, name
+        listening = machine.check_output("ss -Hltn")
+        assert ":9443 " not in listening and ":9000 " not in listening, (name, listening)
+    assert not host(LB).file("/usr/sbin/policy-rc.d").exists
