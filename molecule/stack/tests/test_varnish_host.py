@@ -21,7 +21,7 @@ import pytest
 import yaml
 from data_tier import assert_role_stops_before_any_change
 from hpdtest import PROJECT_DIR, address, host, host_setting, wait_for
-from stack import CLIENT, LB, PORTS, SITE_NAME, VARNISH, curl
+from stack import CLIENT, LB, MONITORING, PORTS, SITE_NAME, VARNISH, curl
 
 SCENARIO_DIR = Path(__file__).resolve().parents[1]
 ROLE_PLAYBOOK = SCENARIO_DIR / "varnish-role.yml"
@@ -191,21 +191,25 @@ def static_path(client) -> str:
 
 
 def haproxy_lines(request_id: str) -> str:
-    """The balancer's log lines of one request (Debian's rsyslog writes HAProxy's lines to
-    /var/log/haproxy.log)."""
+    """The balancer's log lines of one request, in the central log (HAProxy sends its
+    request log straight to the monitoring host's syslog server)."""
     needle = shlex.quote(f"request_id={request_id}")
-    return host(LB).run(f"grep -F -- {needle} /var/log/haproxy.log").stdout
+    central = f"/var/log/central/{host(LB).check_output('hostname')}/haproxy.log"
+    return host(MONITORING).run(f"grep -F -- {needle} {central}").stdout
 
 
 def test_every_client_request_is_logged_with_its_request_id(client) -> None:
-    """varnishncsa writes one line per client request to the journal (rsyslog forwards
-    it), with the X-Request-ID HAProxy gave the request and whether the cache hit."""
+    """Every request has a line in the central log from the balancer, with its request id
+    and the cache's answer; varnishncsa adds its own line (to the journal, which rsyslog
+    forwards) for each request that is not a hit, with the same id."""
     varnish = host(VARNISH)
     assert varnish.service("varnishncsa").is_running
     path = f"{static_path(client)}?t=ncsa-{secrets.token_hex(6)}"
     for expected in ("MISS", "HIT"):
         status, headers, _ = curl(client, path)
         assert status == 200 and headers["x-cache"] == expected, headers
+        # The balancer's copy of the answer stays inside.
+        assert "x-hpd-cache-result" not in headers, headers
 
     def lines() -> list[str]:
         out = varnish.run(
@@ -214,23 +218,29 @@ def test_every_client_request_is_logged_with_its_request_id(client) -> None:
         ).stdout
         return out.splitlines()
 
-    assert wait_for(lambda: len(lines()) >= 2, timeout=15), lines()
+    # The miss only: a hit's one line is the balancer's.
+    assert wait_for(lambda: len(lines()) >= 1, timeout=15), lines()
     logged = lines()
-    assert len(logged) == 2, logged
-    first, second = logged
-    assert "cache=miss" in first and "cache=hit" in second
-    for line in logged:
-        assert "status=200" in line
-        assert f'"GET http://{SITE_NAME}{path} HTTP/1.1"' in line, line
-        assert "time=[" in line and "duration_us=" in line
-        # The visitor, as HAProxy forwarded it, not the balancer's address.
-        assert f"client={address(CLIENT)} " in line, line
+    assert len(logged) == 1, logged
+    line = logged[0]
+    assert "cache=miss" in line and "status=200" in line, line
+    assert f'"GET http://{SITE_NAME}{path} HTTP/1.1"' in line, line
+    assert "time=[" in line and "duration_us=" in line
+    # The visitor, as HAProxy forwarded it, not the balancer's address.
+    assert f"client={address(CLIENT)} " in line, line
+    miss_id = re.search(r"request_id=(\S+)", line)[1]
+    assert miss_id != "-", line
 
-    # Each line carries its own request's id: the one HAProxy logged for that request.
-    ids = [re.search(r"request_id=(\S+)", line)[1] for line in logged]
-    assert "-" not in ids and ids[0] != ids[1], ids
-    for request_id in ids:
-        assert wait_for(lambda rid=request_id: path in haproxy_lines(rid), timeout=15), (
-            request_id,
-            haproxy_lines(request_id),
-        )
+    # Both requests in the central log from the balancer, each with its own id and the
+    # cache's answer; the miss under the id varnishncsa logged.
+    assert wait_for(lambda: path in haproxy_lines(miss_id), timeout=15), haproxy_lines(miss_id)
+    assert haproxy_lines(miss_id).rstrip().endswith("cache=MISS"), haproxy_lines(miss_id)
+    central = f"/var/log/central/{host(LB).check_output('hostname')}/haproxy.log"
+
+    def balancer() -> list[str]:
+        out = host(MONITORING).run(f"grep -F -- {shlex.quote(path)} {central}").stdout
+        return out.splitlines()
+
+    assert wait_for(lambda: len(balancer()) >= 2, timeout=15), balancer()
+    hit = [entry for entry in balancer() if f"request_id={miss_id} " not in entry]
+    assert len(hit) == 1 and hit[0].endswith("cache=HIT"), balancer()
