@@ -21,7 +21,7 @@ STAGE := scripts/stage
 # of the load test's report and max-load search.
 ROLE_UNIT_TESTS := $(wildcard roles/*/tests) loadtest/tests
 
-.PHONY: help setup up down warm checklist loadtest maxload deploy rollback deploy-unlock lint test test-matrix test-app test-vcl test-roles test-preflight $(addprefix test-,$(SCENARIOS))
+.PHONY: help setup up down warm checklist loadtest maxload site-noop deploy rollback deploy-unlock lint test test-matrix test-app test-vcl test-roles test-preflight $(addprefix test-,$(SCENARIOS))
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -49,6 +49,9 @@ loadtest: ## Load test of the local environment: wrk beside its baselines, Locus
 maxload: ## The load test plus each journey's maximum load (binary search; several minutes)
 	@ansible-playbook playbooks/warm.yml
 	@ansible-playbook playbooks/loadtest.yml -e loadtest_maxload=true
+
+site-noop: ## Time a no-change site.yml on the local environment, for the load-test report's target
+	@scripts/site-noop
 
 down: ## Remove the local environment's containers
 	@ansible-playbook playbooks/local-env.yml -e local_env_state=absent

@@ -38,6 +38,7 @@ def test_the_load_test_smoke_runs_clean_and_writes_its_report(tmp_path: Path) ->
         "loadtest_journey_seconds": 20,
         "loadtest_members": 3,
         "loadtest_newcomers": 1,
+        "loadtest_graphite_settle_seconds": 0,
     }
     warm = run_playbook(
         "playbooks/warm.yml",
