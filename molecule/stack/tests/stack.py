@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import json
 
-from hpdtest import group_hosts, host, inventory_variable, site_default
+from hpdtest import PROJECT_DIR, group_hosts, host, inventory_variable, site_default
 
 CA = "/usr/local/share/ca-certificates/hpd-test-ca.crt"
+# The same CA on this machine, for playbooks run from here (warm.yml, the checklist, the load
+# test).
+STACK_CA = PROJECT_DIR / ".secrets/molecule-stack/ca/ca.crt"
 # The hosts by role, from inventories/staging (the scenario converges exactly it).
 LB = group_hosts("loadbalancers")[0]
 VARNISH = group_hosts("accelerators")[0]

@@ -13,7 +13,7 @@ import secrets
 from pathlib import Path
 
 import pytest
-from hpdtest import PROJECT_DIR, address, host, run_playbook, wait_for
+from hpdtest import address, host, run_playbook, wait_for
 from stack import (
     APP_CURRENT,
     CACHE,
@@ -21,6 +21,7 @@ from stack import (
     LB,
     MONITORING,
     PORTS,
+    STACK_CA,
     VARNISH,
     WEB_SERVERS,
     WORKER,
@@ -30,7 +31,6 @@ RELOAD = "touch /run/uwsgi/{app}.reload"
 # The stack skips the first Lynis audits (CPU); the index item fails for the missing report
 # on every host that has none. test_data_common runs the audit and checks the index.
 NO_LYNIS_REPORT = "no Lynis report"
-STACK_CA = PROJECT_DIR / ".secrets/molecule-stack/ca/ca.crt"
 
 
 def checklist(reports: Path) -> dict[str, list[dict]]:
