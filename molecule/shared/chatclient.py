@@ -338,7 +338,9 @@ class LoadRun:
         try:
             result = call()
         except urllib.error.HTTPError as error:
-            failure = f"HTTP {error.code}"
+            # Where it came from: Varnish stamps X-Varnish on what it answers or passes on.
+            tier = "varnish or behind" if "X-Varnish" in error.headers else "the balancer"
+            failure = f"HTTP {error.code} from {tier}"
         except Exception as error:  # a refused or reset connection, a timeout
             failure = f"{type(error).__name__}: {error}"
         seconds = time.monotonic() - started

@@ -21,6 +21,7 @@ from hpdtest import PROJECT_DIR, host, inventory, run_playbook, wait_for
 from monitor import Monitoring
 from stack import (
     CA,
+    LB,
     MONITORING,
     PORTS,
     SITE,
@@ -117,8 +118,20 @@ class Load:
         return json.loads(self.client.check_output(f"cat {self.out}"))
 
 
+def balancer_events(since: float) -> str:
+    """The balancer's server state changes since a moment: a 503 from the balancer itself
+    means it found no server up."""
+    changes = host(LB).run(
+        f"journalctl -u haproxy --no-pager -o short-iso -S @{int(since)} "
+        "| grep -E 'is (DOWN|UP)|going DOWN|leaving' | tail -20"
+    )
+    return changes.stdout
+
+
 def assert_no_failure_and_no_lost_event(report: dict) -> None:
-    assert report["failed"] == 0, report["failures"]
+    if report["failed"]:
+        first = min(failure["at"] for failure in report["failures"])
+        pytest.fail(f"{report['failures']}\nbalancer events:\n{balancer_events(first - 60)}")
     assert sum(report["requests"].values()) > 200, report["requests"]
     assert report["posted"], "no message was posted"
     posted = Counter(report["posted"])
