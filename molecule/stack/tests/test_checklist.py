@@ -33,7 +33,7 @@ RELOAD = "touch /run/uwsgi/{app}.reload"
 NO_LYNIS_REPORT = "no Lynis report"
 
 
-def checklist(reports: Path) -> dict[str, list[dict]]:
+def checklist(reports: Path, *options: str) -> dict[str, list[dict]]:
     """Warm the cache, then run the checklist from this machine (as `make checklist` does);
     its items by id (one per host where per host)."""
     reach = [
@@ -51,6 +51,7 @@ def checklist(reports: Path) -> dict[str, list[dict]]:
         *reach,
         "-e",
         json.dumps({"checklist_testssl_accepted": {"cert_revocation": "the test CA has no CRL"}}),
+        *options,
         timeout=600,
     )
     report = reports / "checklist-staging.json"
@@ -61,6 +62,11 @@ def checklist(reports: Path) -> dict[str, list[dict]]:
         by_id.setdefault(item["id"], []).append(item)
     assert by_id, result.stdout[-3000:]
     return by_id
+
+
+def items_status(reports: Path, item_id: str) -> set[str]:
+    items = json.loads((reports / "checklist-staging.json").read_text())
+    return {item["status"] for item in items if item["id"] == item_id}
 
 
 def failed(items: dict[str, list[dict]]) -> dict[str, list[dict]]:
@@ -217,5 +223,9 @@ def test_the_checklist_fails_exactly_the_broken_items_and_passes_once_put_back(r
         broken.restore()
     assert wait_for(lambda: not any(shows_debug_page(web) for web in WEB_SERVERS), timeout=60)
 
-    items = failed(checklist(reports / "restored"))
+    # Without the TLS scan this time (its item reads MANUAL): the broken run scanned, and what
+    # was broken at TLS, the versions, has an item of its own. It is the slowest check, and
+    # CPU the other checks then share on CI's two cores.
+    items = failed(checklist(reports / "restored", "-e", "checklist_testssl=false"))
+    assert items_status(reports / "restored", "deploy-testssl") == {"MANUAL"}
     assert not items, {k: [e["evidence"] for e in v] for k, v in items.items()}

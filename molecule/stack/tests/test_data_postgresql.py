@@ -21,6 +21,7 @@ import contextlib
 import json
 import re
 import shlex
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -78,6 +79,7 @@ PROBE_PLAYBOOK = (
           ram_mb: "{{{{ __postgresql_ram_mb | int }}}}"
           conf_file: "{{{{ __postgresql_conf_file }}}}"
           backup_dir: "{{{{ site_database_dumps_dir }}}}"
+          restore_check_result_file: "{{{{ site_restore_check_result_file }}}}"
           restore_check_database: "{{{{ postgresql_restore_check_database }}}}"
           log_min_duration_statement_ms: "{{{{ postgresql_log_min_duration_statement_ms }}}}"
 
@@ -439,8 +441,14 @@ def test_backup_restores_with_the_same_rows(probe: dict, scratch_table) -> None:
     manifest = json.loads(server.file(newest.removesuffix(".dump") + ".counts.json").content_string)
     assert manifest["tables"][f"public.{scratch_table}"] == rows
 
-    # The restore check service: restores the newest dump, compares every table.
+    # The restore check service: restores the newest dump, compares every table, and records
+    # the outcome where the checklist reads it after a reboot.
+    started = time.time()
     server.run_expect([0], "systemctl start hpd-postgresql-restore-check.service")
+    outcome = json.loads(server.file(probe["restore_check_result_file"]).content_string)
+    assert outcome["result"] == "passed", outcome
+    assert outcome["dump"] == Path(newest).name
+    assert started - 5 <= outcome["finished_at"] <= time.time() + 5, outcome
     invocation = server.check_output(
         "systemctl show -p InvocationID --value hpd-postgresql-restore-check.service"
     )
@@ -497,12 +505,15 @@ def test_restore_check_fails_on_a_row_count_mismatch(probe: dict) -> None:
         result = server.run(
             f"runuser -u postgres -- /usr/local/sbin/hpd-postgresql-restore-check "
             f"--database {database} --scratch-database hpd_verify_mismatch "
-            f"--directory {work} --bin-dir {bin_dir} --port {probe['port']}"
+            f"--directory {work} --bin-dir {bin_dir} --port {probe['port']} "
+            f"--result-file {work}/restore-check.json"
         )
+        outcome = json.loads(server.file(f"{work}/restore-check.json").content_string)
     finally:
         server.run(f"rm -rf {work}")
     assert result.rc == 1, result.stdout + result.stderr
     assert f"MISMATCH  {table}" in result.stdout
+    assert outcome["result"] == "failed" and "1 of" in outcome["summary"], outcome
 
 
 # --- Bad input ---------------------------------------------------------------------------------
