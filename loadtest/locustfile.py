@@ -21,6 +21,12 @@ room, paths, join code, account names). Environment:
     LOADTEST_WS_REPORT  where the WebSocket delivery summary is written at test stop
     LOADTEST_USERS      optional class weights, e.g. "Reader=20,Member=8,Newcomer=2": with
                         `-u` their sum, Locust runs exactly that many of each
+    LOADTEST_FAILURES_FILE  optional: where the run's timeline is written at test stop (every
+                        failure with its time, name and status or exception; requests per
+                        second and name; every accepted post's token), for the fault drills
+                        (loadtest/timeline.py says its format)
+    LOADTEST_MARKER     optional text added to every post after its token, so a run's
+                        messages can be counted in the database (the drills name their run)
 
 Journeys, and the names of their requests in Locust's statistics:
     Reader    anonymous; "GET /" and "GET transcript" (the cached public pages), 1-3 s apart.
@@ -75,6 +81,11 @@ import gevent
 import websocket
 from locust import HttpUser, between, events, task
 from locust.clients import ResponseContextManager
+
+# Locust puts the locustfile's folder on sys.path: the timeline is a module of its own,
+# unit-tested without Locust.
+from timeline import Timeline
+from timeline import message_text as marked_text
 
 # After locust, which monkey-patches ssl for gevent: urllib3 imports names from ssl.
 from urllib3 import disable_warnings
@@ -189,6 +200,8 @@ class Config:
     seed: dict[str, Any]
     password: str
     ws_report: str
+    failures_file: str = ""
+    marker: str = ""
 
     @property
     def room_path(self) -> str:
@@ -223,6 +236,8 @@ def load_config(environ: dict[str, str] | os._Environ[str]) -> Config:
         seed=seed,
         password=environ.get("LOADTEST_PASSWORD", ""),
         ws_report=environ.get("LOADTEST_WS_REPORT", ""),
+        failures_file=environ.get("LOADTEST_FAILURES_FILE", ""),
+        marker=environ.get("LOADTEST_MARKER", ""),
     )
 
 
@@ -304,8 +319,8 @@ def new_token() -> str:
     return uuid.uuid4().hex[:16]
 
 
-def message_text(token: str) -> str:
-    return f"load test {token}"
+def message_text(token: str, marker: str = "") -> str:
+    return marked_text(token, marker)
 
 
 def token_of(text: str) -> str | None:
@@ -455,6 +470,7 @@ class Deliveries:
 
 
 DELIVERIES = Deliveries()
+TIMELINE = Timeline()
 OPEN_SOCKETS: set[RoomSocket] = set()
 
 
@@ -744,7 +760,7 @@ class Member(SiteUser):
         DELIVERIES.sending(token)
         with self.client.post(
             self.room_path + "messages/",
-            data={"message": message_text(token)},
+            data={"message": message_text(token, config().marker)},
             headers=self.form_headers(self.room_path, Accept="application/json"),
             name="POST message",
             catch_response=True,
@@ -755,6 +771,7 @@ class Member(SiteUser):
             # Before any other greenlet runs: which sockets were connected at acceptance.
             if result == OK:
                 DELIVERIES.accepted(token)
+                TIMELINE.post_accepted(token)
             else:
                 DELIVERIES.refused(token, limited=result == LIMITED)
         wait = random.uniform(*POST_INTERVAL)  # noqa: S311 - think times, not secrets
@@ -847,6 +864,22 @@ def on_init(environment: Any, **_: Any) -> None:
 @events.test_start.add_listener
 def on_test_start(**_: Any) -> None:
     DELIVERIES.reset()
+    TIMELINE.start()
+
+
+@events.request.add_listener
+def on_request(
+    request_type: str,
+    name: str,
+    response_time: float | None,
+    exception: object = None,
+    response: Any = None,
+    **_: Any,
+) -> None:
+    """Every request into the timeline, when the drills asked for it."""
+    if config().failures_file:
+        status = getattr(response, "status_code", None)
+        TIMELINE.request(request_type, name, response_time, status, exception)
 
 
 @events.test_stop.add_listener
@@ -868,3 +901,5 @@ def on_test_stop(**_: Any) -> None:
     if report:
         Path(report).parent.mkdir(parents=True, exist_ok=True)
         Path(report).write_text(json.dumps(summary, indent=2) + "\n")
+    if config().failures_file:
+        TIMELINE.write(config().failures_file)
