@@ -26,7 +26,8 @@ def test_drill_tasks_enqueue_count_and_clean(django_capture_on_commit_callbacks)
     # Not committed yet in the test's transaction: the tasks have not run.
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         enqueued = run("drill_tasks", "enqueue", "--marker=d1", "--count=3", "--size=64")
-    assert enqueued["enqueued"] == 3 and len(callbacks) == 3  # one thumbnail task each
+    assert enqueued["enqueued"] == 3
+    assert len(callbacks) == 3  # one thumbnail task each
     assert run("drill_tasks", "count", "--marker=d1") == {"marker": "d1", "rooms": 3, "done": 0}
     for callback in callbacks:
         callback()  # the tasks run (eagerly, as the test settings say)
