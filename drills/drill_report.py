@@ -3,12 +3,12 @@ what the playbook observed and the Locust timeline of the load it ran under.
 
     python drills/drill_report.py reports/drills
 
-For each drill <name> in drills-run.json's "drills", it reads:
-    <name>.json           what the playbook recorded: {"drill", "injected", "times":
+For each drill <name> in drills-run.json's "drills", it reads from <name>/:
+    drill.json            what the playbook recorded: {"drill", "injected", "times":
                           {"load_started", "injected", "detected"?, "restored", "healthy",
                           "load_stopped"} (epoch seconds), "observed": {...}}
-    <name>-timeline.json  the Locust timeline (loadtest/timeline.py)
-    <name>-ws.json        the WebSocket delivery summary (Member load only)
+    timeline.json         the Locust timeline (loadtest/timeline.py)
+    ws.json               the WebSocket delivery summary (Member load only)
 and writes drills.json (every figure and verdict) and report.md (the table). Exits 1 when a
 drill failed, so the playbook fails after the report is written. Standard library only.
 """
@@ -280,7 +280,8 @@ def markdown(verdicts: list[Verdict], run: dict[str, Any]) -> str:
         "",
         f"Run {run.get('started', '?')} on {run.get('inventory', '?')}, load "
         f"{run.get('users', '?')} for {run.get('load_seconds', '?')} s per drill. Errors are "
-        "Locust failures: before the fault, during it (until the stack answered healthy again), after.",
+        "Locust failures: before the fault, during it (until the stack answered healthy "
+        "again), after.",
         "",
         "| drill | injected | result | deciding figure | detection s | recovery s "
         "| errors before / during / after |",
@@ -308,12 +309,12 @@ def main(argv: list[str]) -> int:
     run = read_json(out / "drills-run.json") or {}
     verdicts = []
     for name in run.get("drills", []):
-        d = read_json(out / f"{name}.json")
+        d = read_json(out / name / "drill.json")
         if d is None:
             verdicts.append(Verdict(name, "(not recorded)", False, "the drill wrote no record"))
             continue
-        timeline = read_json(out / f"{name}-timeline.json") or {}
-        verdicts.append(verdict(d, timeline, read_json(out / f"{name}-ws.json")))
+        timeline = read_json(out / name / "timeline.json") or {}
+        verdicts.append(verdict(d, timeline, read_json(out / name / "ws.json")))
     (out / "drills.json").write_text(
         json.dumps({"run": run, "drills": [asdict(v) for v in verdicts]}, indent=2) + "\n"
     )

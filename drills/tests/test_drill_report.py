@@ -188,7 +188,8 @@ def test_main_writes_json_and_markdown_and_fails_on_a_failed_drill(tmp_path):
             }
         )
     )
-    (tmp_path / "web_one_killed.json").write_text(
+    (tmp_path / "web_one_killed").mkdir()
+    (tmp_path / "web_one_killed" / "drill.json").write_text(
         json.dumps(
             {
                 "drill": "web_one_killed",
@@ -198,7 +199,7 @@ def test_main_writes_json_and_markdown_and_fails_on_a_failed_drill(tmp_path):
             }
         )
     )
-    (tmp_path / "web_one_killed-timeline.json").write_text(
+    (tmp_path / "web_one_killed" / "timeline.json").write_text(
         json.dumps({"failures": [failure(111, 502)], "seconds": []})
     )
     assert dr.main(["x", str(tmp_path)]) == 1  # memcached_stopped recorded nothing
