@@ -18,10 +18,10 @@ SCENARIOS := stack
 ROLE_SCENARIOS :=
 STAGE := scripts/stage
 # Unit tests of the scripts roles install (the alert evaluator, collectd's exec plugin) and
-# of the load test's report and max-load search.
-ROLE_UNIT_TESTS := $(wildcard roles/*/tests) loadtest/tests
+# of the load test's report and max-load search, of the fault drills' report.
+ROLE_UNIT_TESTS := $(wildcard roles/*/tests) loadtest/tests drills/tests
 
-.PHONY: help setup up down warm checklist loadtest maxload site-noop deploy rollback deploy-unlock lint test test-matrix test-app test-vcl test-roles test-preflight $(addprefix test-,$(SCENARIOS))
+.PHONY: help setup up down warm checklist loadtest maxload drills site-noop deploy rollback deploy-unlock lint test test-matrix test-app test-vcl test-roles test-preflight $(addprefix test-,$(SCENARIOS))
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -49,6 +49,10 @@ loadtest: ## Load test of the local environment: wrk beside its baselines, Locus
 maxload: ## The load test plus each journey's maximum load (binary search; several minutes)
 	@ansible-playbook playbooks/warm.yml
 	@ansible-playbook playbooks/loadtest.yml -e loadtest_maxload=true
+
+drills: ## Fault drills under load on the local environment, each restoring the stack (reports/drills/)
+	@ansible-playbook playbooks/warm.yml
+	@ansible-playbook playbooks/drills.yml
 
 site-noop: ## Time a no-change site.yml on the local environment, for the load-test report's target
 	@scripts/site-noop

@@ -177,7 +177,7 @@ def judge_celery_worker_killed(d: dict, tl: dict, ws: dict | None) -> tuple[bool
         "tasks_enqueued": expected,
         "tasks_done": done,
         "killed_pid": obs.get("killed_pid"),
-        "all_done_after_s": seconds_between(d["times"]["injected"], d["times"].get("healthy")),
+        "all_done_after_s": seconds_between(d["times"]["injected"], d["times"].get("done")),
     }
     deciding = f"{done} of {expected} tasks' effects found ({expected - done} lost)"
     return expected > 0 and done == expected and bool(obs.get("killed_pid")), deciding, figures
@@ -225,14 +225,14 @@ def judge_redis_restarted(d: dict, tl: dict, ws: dict | None) -> tuple[bool, str
 
 def judge_varnish_restarted(d: dict, tl: dict, ws: dict | None) -> tuple[bool, str, dict]:
     times, obs = d["times"], d["observed"]
-    after = server_errors(between(tl.get("failures", []), times["healthy"], None))
+    back = times.get("back") or times.get("healthy")
+    after = server_errors(between(tl.get("failures", []), back, None))
     figures = {
         "server_errors_after_back": len(after),
         "uwsgi_busy_max": obs.get("uwsgi_busy_max"),
         "uwsgi_workers": obs.get("uwsgi_workers"),
-        "hit_ratio_recovered_s": seconds_between(
-            times["healthy"], times.get("hit_ratio_recovered")
-        ),
+        "back_after_s": seconds_between(times["injected"], back),
+        "hit_ratio_recovered_s": seconds_between(back, times.get("hit_ratio_recovered")),
         "hit_ratio_target": obs.get("hit_ratio_target"),
     }
     deciding = (
@@ -253,12 +253,25 @@ JUDGES: dict[str, Callable[[dict, dict, dict | None], tuple[bool, str, dict]]] =
 }
 
 
+def epochs(times: dict[str, Any]) -> dict[str, float | None]:
+    """The record's times as numbers (Ansible may write them as strings; empty: None)."""
+    return {k: float(v) if v not in (None, "") else None for k, v in times.items()}
+
+
 def verdict(d: dict[str, Any], timeline: dict[str, Any], ws: dict[str, Any] | None) -> Verdict:
-    """Every drill also needs the stack healthy again (times.healthy set) before it passes."""
+    """Every drill also needs the stack healthy again (times.healthy set) and no error in
+    the playbook's own tasks before it passes."""
+    d = d | {"times": epochs(d["times"])}
+    d["times"].setdefault("injected", None)
     times = d["times"]
-    passed, deciding, figures = JUDGES[d["drill"]](d, timeline, ws)
+    if times["injected"] is None:
+        passed, deciding, figures = False, "the fault was never injected", {}
+    else:
+        passed, deciding, figures = JUDGES[d["drill"]](d, timeline, ws)
     if times.get("healthy") is None:
         passed, deciding = False, deciding + "; the stack was NOT healthy again"
+    if d.get("error"):
+        passed, deciding = False, deciding + f"; the drill failed: {d['error']}"
     return Verdict(
         drill=d["drill"],
         injected=d["injected"],

@@ -162,6 +162,10 @@ def test_varnish_restarted_no_server_error_once_back():
     }
     v = dr.verdict(d, {"failures": [failure(120, 503)]}, None)
     assert v.passed and v.figures["hit_ratio_recovered_s"] == 6.0
+    d["times"] = d["times"] | {"back": 125.0}
+    late = dr.verdict(d, {"failures": [failure(126, 503)]}, None)
+    assert not late.passed
+    assert late.figures["hit_ratio_recovered_s"] == 16.0
     assert not dr.verdict(d, {"failures": [failure(136, 502)]}, None).passed
 
 
@@ -208,3 +212,28 @@ def test_main_writes_json_and_markdown_and_fails_on_a_failed_drill(tmp_path):
     table = (tmp_path / "report.md").read_text()
     assert "| web_one_killed | SIGKILL \\| web1 | PASS |" in table
     assert "| memcached_stopped | (not recorded) | FAIL |" in table
+
+
+def test_times_written_as_strings_and_a_task_error():
+    d = {
+        "drill": "celery_worker_killed",
+        "injected": "kill",
+        "times": {k: str(v) for k, v in TIMES.items()} | {"detected": ""},
+        "observed": {"tasks_enqueued": 2, "tasks_done": 2, "killed_pid": 1},
+    }
+    v = dr.verdict(d, {}, None)
+    assert v.passed and v.recovery_s == 5.0 and v.detection_s is None
+    v = dr.verdict(d | {"error": "Kill the busiest process: no worker"}, {}, None)
+    assert not v.passed and "no worker" in v.deciding
+
+
+def test_never_injected_fails():
+    d = {
+        "drill": "web_all_down",
+        "injected": "",
+        "times": {"load_started": 1.0},
+        "observed": {},
+        "error": "Stop uWSGI: unreachable",
+    }
+    v = dr.verdict(d, {}, None)
+    assert not v.passed and "never injected" in v.deciding
