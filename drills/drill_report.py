@@ -270,6 +270,11 @@ def verdict(d: dict[str, Any], timeline: dict[str, Any], ws: dict[str, Any] | No
         passed, deciding, figures = JUDGES[d["drill"]](d, timeline, ws)
     if times.get("healthy") is None:
         passed, deciding = False, deciding + "; the stack was NOT healthy again"
+    elif not timeline:
+        passed, deciding = False, deciding + "; no Locust timeline (did the load run?)"
+    elif timeline.get("finished") is not None and float(timeline["finished"]) < times["healthy"]:
+        passed = False
+        deciding += "; the load ended before the stack was healthy again (drills_load_seconds)"
     if d.get("error"):
         passed, deciding = False, deciding + f"; the drill failed: {d['error']}"
     return Verdict(

@@ -16,6 +16,10 @@ TIMES = {
 }
 
 
+# A Locust timeline that ran to the end of the drill, with nothing in it.
+TL = {"started": 100.0, "finished": 160.0, "failures": [], "seconds": [], "accepted": []}
+
+
 def failure(t: float, status: int | None = 503, name: str = "GET /") -> dict:
     return {"t": t, "type": "GET", "name": name, "status": status, "error": f"HTTP {status}"}
 
@@ -116,9 +120,9 @@ def test_celery_worker_killed_every_effect():
         "times": TIMES,
         "observed": {"tasks_enqueued": 20, "tasks_done": 20, "killed_pid": 4242},
     }
-    assert dr.verdict(d, {}, None).passed
+    assert dr.verdict(d, TL, None).passed
     d["observed"]["tasks_done"] = 19
-    v = dr.verdict(d, {}, None)
+    v = dr.verdict(d, TL, None)
     assert not v.passed and "1 lost" in v.deciding
 
 
@@ -146,11 +150,11 @@ def test_redis_restarted_nothing_lost_and_celery_back():
         "observed": {"celery_task_done": True},
     }
     ws = {"posted": 10, "expected_deliveries": 70, "lost": 0, "reconnects": 8}
-    assert dr.verdict(d, {}, ws).passed
-    assert not dr.verdict(d, {}, ws | {"lost": 1}).passed
-    assert not dr.verdict(d, {}, None).passed
+    assert dr.verdict(d, TL, ws).passed
+    assert not dr.verdict(d, TL, ws | {"lost": 1}).passed
+    assert not dr.verdict(d, TL, None).passed
     d["observed"] = {"celery_task_done": False}
-    assert not dr.verdict(d, {}, ws).passed
+    assert not dr.verdict(d, TL, ws).passed
 
 
 def test_varnish_restarted_no_server_error_once_back():
@@ -221,9 +225,9 @@ def test_times_written_as_strings_and_a_task_error():
         "times": {k: str(v) for k, v in TIMES.items()} | {"detected": ""},
         "observed": {"tasks_enqueued": 2, "tasks_done": 2, "killed_pid": 1},
     }
-    v = dr.verdict(d, {}, None)
+    v = dr.verdict(d, TL, None)
     assert v.passed and v.recovery_s == 5.0 and v.detection_s is None
-    v = dr.verdict(d | {"error": "Kill the busiest process: no worker"}, {}, None)
+    v = dr.verdict(d | {"error": "Kill the busiest process: no worker"}, TL, None)
     assert not v.passed and "no worker" in v.deciding
 
 
@@ -237,3 +241,16 @@ def test_never_injected_fails():
     }
     v = dr.verdict(d, {}, None)
     assert not v.passed and "never injected" in v.deciding
+
+
+def test_the_load_must_cover_the_drill():
+    d = {
+        "drill": "celery_worker_killed",
+        "injected": "kill",
+        "times": TIMES,
+        "observed": {"tasks_enqueued": 2, "tasks_done": 2, "killed_pid": 1},
+    }
+    v = dr.verdict(d, {}, None)
+    assert not v.passed and "no Locust timeline" in v.deciding
+    v = dr.verdict(d, TL | {"finished": 134.0}, None)
+    assert not v.passed and "drills_load_seconds" in v.deciding
