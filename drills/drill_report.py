@@ -179,8 +179,17 @@ def judge_celery_worker_killed(d: dict, tl: dict, ws: dict | None) -> tuple[bool
         "killed_pid": obs.get("killed_pid"),
         "all_done_after_s": seconds_between(d["times"]["injected"], d["times"].get("done")),
     }
+    at_kill = obs.get("tasks_done_at_kill")
+    figures["tasks_done_at_kill"] = at_kill
+    mid_run = at_kill is not None and int(at_kill) < expected
     deciding = f"{done} of {expected} tasks' effects found ({expected - done} lost)"
-    return expected > 0 and done == expected and bool(obs.get("killed_pid")), deciding, figures
+    if not mid_run:
+        deciding += (
+            f"; the kill came after {at_kill} were done, not mid-run (raise drills_celery_tasks"
+            " or drills_celery_image_px)"
+        )
+    passed = expected > 0 and done == expected and bool(obs.get("killed_pid")) and mid_run
+    return passed, deciding, figures
 
 
 def judge_postgresql_restarted(d: dict, tl: dict, ws: dict | None) -> tuple[bool, str, dict]:

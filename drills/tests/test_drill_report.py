@@ -118,9 +118,19 @@ def test_celery_worker_killed_every_effect():
         "drill": "celery_worker_killed",
         "injected": "kill",
         "times": TIMES,
-        "observed": {"tasks_enqueued": 20, "tasks_done": 20, "killed_pid": 4242},
+        "observed": {
+            "tasks_enqueued": 20,
+            "tasks_done": 20,
+            "killed_pid": 4242,
+            "tasks_done_at_kill": 3,
+        },
     }
     assert dr.verdict(d, TL, None).passed
+    d["observed"]["tasks_done_at_kill"] = 20
+    late = dr.verdict(d, TL, None)
+    assert not late.passed
+    assert "not mid-run" in late.deciding
+    d["observed"]["tasks_done_at_kill"] = 3
     d["observed"]["tasks_done"] = 19
     v = dr.verdict(d, TL, None)
     assert not v.passed and "1 lost" in v.deciding
@@ -178,7 +188,12 @@ def test_not_healthy_again_fails_any_drill():
         "drill": "celery_worker_killed",
         "injected": "kill",
         "times": TIMES | {"healthy": None},
-        "observed": {"tasks_enqueued": 2, "tasks_done": 2, "killed_pid": 1},
+        "observed": {
+            "tasks_enqueued": 2,
+            "tasks_done": 2,
+            "killed_pid": 1,
+            "tasks_done_at_kill": 0,
+        },
     }
     v = dr.verdict(d, {}, None)
     assert not v.passed and "NOT healthy" in v.deciding
@@ -223,7 +238,12 @@ def test_times_written_as_strings_and_a_task_error():
         "drill": "celery_worker_killed",
         "injected": "kill",
         "times": {k: str(v) for k, v in TIMES.items()} | {"detected": ""},
-        "observed": {"tasks_enqueued": 2, "tasks_done": 2, "killed_pid": 1},
+        "observed": {
+            "tasks_enqueued": 2,
+            "tasks_done": 2,
+            "killed_pid": 1,
+            "tasks_done_at_kill": 0,
+        },
     }
     v = dr.verdict(d, TL, None)
     assert v.passed and v.recovery_s == 5.0 and v.detection_s is None
@@ -248,7 +268,12 @@ def test_the_load_must_cover_the_drill():
         "drill": "celery_worker_killed",
         "injected": "kill",
         "times": TIMES,
-        "observed": {"tasks_enqueued": 2, "tasks_done": 2, "killed_pid": 1},
+        "observed": {
+            "tasks_enqueued": 2,
+            "tasks_done": 2,
+            "killed_pid": 1,
+            "tasks_done_at_kill": 0,
+        },
     }
     v = dr.verdict(d, {}, None)
     assert not v.passed and "no Locust timeline" in v.deciding
