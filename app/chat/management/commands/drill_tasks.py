@@ -8,7 +8,9 @@ drill celery_worker_killed).
 enqueue: N private rooms titled "drill <M> <n>", owned by the account drill-owner (no
 usable password), each given a PX-square noise image through services.set_room_image, which
 enqueues one make_room_thumbnail task per room once it commits (private rooms: no purge
-tasks). The task is idempotent (acks_late, reject_on_worker_lost: a worker lost mid-task gets
+tasks). All rooms are made in one transaction, so the N tasks are enqueued together when it
+commits: a queue the workers work through for a while, which the drill's kill lands in
+(made one by one, each task ran as soon as its room existed, and all were done by the kill). The task is idempotent (acks_late, reject_on_worker_lost: a worker lost mid-task gets
 it redelivered). count: how many of those rooms have their thumbnail (the task's effect).
 clean: delete the rooms and their files. Each prints one JSON line.
 """
@@ -22,6 +24,7 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import transaction
 from PIL import Image
 
 from chat import services
@@ -68,10 +71,11 @@ class Command(BaseCommand):
             owner.save(update_fields=["password"])
         png = noise_png(options["size"])
         rooms = []
-        for n in range(1, options["count"] + 1):
-            room = services.create_room(owner, f"drill {marker} {n}", is_public=False)
-            services.set_room_image(room, SimpleUploadedFile(f"drill-{marker}-{n}.png", png))
-            rooms.append(room.pk)
+        with transaction.atomic():
+            for n in range(1, options["count"] + 1):
+                room = services.create_room(owner, f"drill {marker} {n}", is_public=False)
+                services.set_room_image(room, SimpleUploadedFile(f"drill-{marker}-{n}.png", png))
+                rooms.append(room.pk)
         return {"marker": marker, "enqueued": len(rooms), "rooms": rooms}
 
     def count(self, marker: str, options: dict[str, Any]) -> dict[str, Any]:

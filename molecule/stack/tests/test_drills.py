@@ -1,0 +1,47 @@
+"""A short smoke of the fault drills (playbooks/drills.yml) against the converged staging
+stack: the two drills whose verdict is "nothing lost", each under the load test's Locust
+journeys. PostgreSQL restarted while members post: every post the load saw accepted is in
+the database and the replica streams again. A Celery pool process killed mid-run: every
+enqueued task's effect is there. Correctness only, never speed; each drill restores the
+stack and checks it healthy before the next test."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from hpdtest import address, run_playbook
+from stack import LB, STACK_CA
+
+SMOKE_DRILLS = ["postgresql_restarted", "celery_worker_killed"]
+
+
+def test_the_drills_smoke_loses_nothing_and_writes_its_report(tmp_path: Path) -> None:
+    reports = tmp_path / "drills"
+    short = {
+        "drills_reports_dir": str(reports),
+        "site_client_connect_address": address(LB),
+        "site_client_ca_file": str(STACK_CA),
+        "drills_enabled": SMOKE_DRILLS,
+        "drills_load_seconds": 45,
+        "drills_users": {
+            "postgresql_restarted": {"Reader": 2, "Member": 4},
+            "celery_worker_killed": {"Reader": 2},
+        },
+        # Enough tasks that the kill lands while some are still queued on a slow machine.
+        "drills_celery_tasks": 60,
+    }
+    result = run_playbook("playbooks/drills.yml", "-e", json.dumps(short), timeout=900)
+    report = reports / "drills.json"
+    assert report.exists(), result.stdout[-3000:]
+    drills = {drill["drill"]: drill for drill in json.loads(report.read_text())["drills"]}
+    assert sorted(drills) == sorted(SMOKE_DRILLS)
+    assert result.returncode == 0, (reports / "report.md").read_text()
+
+    restarted = drills["postgresql_restarted"]["figures"]
+    assert restarted["posts_accepted"] > 0 and restarted["posts_lost"] == 0, restarted
+    assert restarted["replicas_streaming"] == restarted["replicas_expected"], restarted
+    killed = drills["celery_worker_killed"]["figures"]
+    assert killed["tasks_done"] == killed["tasks_enqueued"] == 60, killed
+    assert killed["tasks_done_at_kill"] < killed["tasks_enqueued"], killed
+    assert (reports / "report.md").stat().st_size > 0
