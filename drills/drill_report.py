@@ -179,14 +179,16 @@ def judge_celery_worker_killed(d: dict, tl: dict, ws: dict | None) -> tuple[bool
         "killed_pid": obs.get("killed_pid"),
         "all_done_after_s": seconds_between(d["times"]["injected"], d["times"].get("done")),
     }
-    at_kill = obs.get("tasks_done_at_kill")
-    figures["tasks_done_at_kill"] = at_kill
-    mid_run = at_kill is not None and int(at_kill) < expected
+    figures["tasks_done_at_kill"] = obs.get("tasks_done_at_kill")
+    # Celery names the job a killed pool process held (WorkerLostError): proof the kill came
+    # mid-task, so that a redelivery, not luck, brought every effect.
+    mid_run = bool(obs.get("job_lost_at_kill"))
+    figures["job_lost_at_kill"] = mid_run
     deciding = f"{done} of {expected} tasks' effects found ({expected - done} lost)"
     if not mid_run:
         deciding += (
-            f"; the kill came after {at_kill} were done, not mid-run (raise drills_celery_tasks"
-            " or drills_celery_image_px)"
+            "; the killed process held no task (no WorkerLostError in the worker's journal):"
+            " raise drills_celery_tasks or drills_celery_image_px"
         )
     passed = expected > 0 and done == expected and bool(obs.get("killed_pid")) and mid_run
     return passed, deciding, figures

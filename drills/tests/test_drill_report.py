@@ -123,14 +123,15 @@ def test_celery_worker_killed_every_effect():
             "tasks_done": 20,
             "killed_pid": 4242,
             "tasks_done_at_kill": 3,
+            "job_lost_at_kill": True,
         },
     }
     assert dr.verdict(d, TL, None).passed
-    d["observed"]["tasks_done_at_kill"] = 20
-    late = dr.verdict(d, TL, None)
-    assert not late.passed
-    assert "not mid-run" in late.deciding
-    d["observed"]["tasks_done_at_kill"] = 3
+    d["observed"]["job_lost_at_kill"] = False
+    idle = dr.verdict(d, TL, None)
+    assert not idle.passed
+    assert "held no task" in idle.deciding
+    d["observed"]["job_lost_at_kill"] = True
     d["observed"]["tasks_done"] = 19
     v = dr.verdict(d, TL, None)
     assert not v.passed and "1 lost" in v.deciding
@@ -193,6 +194,7 @@ def test_not_healthy_again_fails_any_drill():
             "tasks_done": 2,
             "killed_pid": 1,
             "tasks_done_at_kill": 0,
+            "job_lost_at_kill": True,
         },
     }
     v = dr.verdict(d, {}, None)
@@ -243,6 +245,7 @@ def test_times_written_as_strings_and_a_task_error():
             "tasks_done": 2,
             "killed_pid": 1,
             "tasks_done_at_kill": 0,
+            "job_lost_at_kill": True,
         },
     }
     v = dr.verdict(d, TL, None)
@@ -273,6 +276,7 @@ def test_the_load_must_cover_the_drill():
             "tasks_done": 2,
             "killed_pid": 1,
             "tasks_done_at_kill": 0,
+            "job_lost_at_kill": True,
         },
     }
     v = dr.verdict(d, {}, None)
