@@ -10,7 +10,8 @@ usable password), each given a PX-square noise image through services.set_room_i
 enqueues one make_room_thumbnail task per room once it commits (private rooms: no purge
 tasks). All rooms are made in one transaction, so the N tasks are enqueued together when it
 commits: a queue the workers work through for a while, which the drill's kill lands in
-(made one by one, each task ran as soon as its room existed, and all were done by the kill). The task is idempotent (acks_late, reject_on_worker_lost: a worker lost mid-task gets
+(made one by one, each task ran as soon as its room existed, and all were done by the
+kill). The task is idempotent (acks_late, reject_on_worker_lost: a worker lost mid-task gets
 it redelivered). count: how many of those rooms have their thumbnail (the task's effect).
 clean: delete the rooms and their files. Each prints one JSON line.
 """
