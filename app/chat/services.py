@@ -70,7 +70,7 @@ def post_message(room: ChatRoom, sender: AbstractBaseUser, text: str) -> ChatMes
             )
         )
         if room.is_public:
-            transaction.on_commit(partial(tasks.purge_room_urls.delay, room.pk))
+            transaction.on_commit(partial(tasks.schedule_room_purge, room.pk))
     return message
 
 
@@ -156,4 +156,4 @@ def set_room_image(room: ChatRoom, upload: UploadedFile) -> None:
             storage.delete(name)
         transaction.on_commit(partial(tasks.make_room_thumbnail.delay, room.pk))
         if room.is_public:
-            transaction.on_commit(partial(tasks.purge_room_urls.delay, room.pk))
+            transaction.on_commit(partial(tasks.schedule_room_purge, room.pk))

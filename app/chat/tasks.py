@@ -9,8 +9,10 @@ import io
 import logging
 import time
 from datetime import timedelta
+from functools import lru_cache
 from pathlib import PurePosixPath
 
+import redis
 from celery import shared_task
 from django.conf import settings
 from django.core.files.base import ContentFile
@@ -29,8 +31,42 @@ logger = logging.getLogger("chat.tasks")
 TASK_OPTIONS = {"acks_late": True, "reject_on_worker_lost": True, "ignore_result": True}
 
 
+# How long a room's "purge queued" mark outlives its task at most: a purge lost with its
+# worker is then queued again by the next post after this many seconds.
+PURGE_PENDING_SECONDS = 60
+
+
 class PurgeFailed(Exception):
     pass
+
+
+@lru_cache(maxsize=1)
+def _broker() -> redis.Redis:
+    return redis.Redis.from_url(
+        settings.CELERY_BROKER_URL, socket_timeout=2, socket_connect_timeout=2
+    )
+
+
+def _purge_pending_key(room_id: int) -> str:
+    return f"{settings.CACHE_KEY_PREFIX}:purge-pending:{room_id}"
+
+
+def schedule_room_purge(room_id: int) -> bool:
+    """Queue a purge of the room's public URLs unless one is already waiting; whether
+    one was queued.
+
+    A busy room gets several posts a second, and every purge makes Varnish fetch the same
+    pages again: one waiting purge does the work of all the posts before it runs, since the
+    task clears the room's mark before it reads anything (a post after that queues the
+    next). The mark lives in the broker's Redis, beside the queue it stands for, and
+    expires. If the broker cannot be asked, the purge is queued anyway."""
+    try:
+        first = _broker().set(_purge_pending_key(room_id), 1, nx=True, ex=PURGE_PENDING_SECONDS)
+    except (redis.RedisError, OSError):
+        first = True
+    if first:
+        purge_room_urls.delay(room_id)
+    return bool(first)
 
 
 @shared_task(**TASK_OPTIONS)
@@ -78,6 +114,10 @@ def notify_owner_of_join_request(join_request_id: int) -> str:
 )
 def purge_room_urls(self, room_id: int) -> list[str]:  # type: ignore[no-untyped-def]
     """Send an HTTP PURGE for each of the room's public URLs to every Varnish host."""
+    try:
+        _broker().delete(_purge_pending_key(room_id))
+    except (redis.RedisError, OSError) as exc:
+        logger.warning("could not clear the purge mark of room %s: %s", room_id, exc)
     room = ChatRoom.objects.filter(pk=room_id).first()
     if room is None or not room.is_public:
         return []

@@ -7,6 +7,7 @@ import time
 from datetime import timedelta
 
 import pytest
+import redis
 from celery.exceptions import Retry
 from django.core.files.base import ContentFile
 from django.utils import timezone
@@ -70,6 +71,35 @@ def test_private_rooms_are_never_purged(
         services.post_message(room, member, "quiet")
     assert all(server.requests == [] for server in purge_servers)
     assert tasks.purge_room_urls(room.pk) == []
+
+
+def test_posts_queue_one_purge_per_room_until_it_runs(
+    public_room, member, settings, purge_servers, monkeypatch, django_capture_on_commit_callbacks
+) -> None:
+    settings.VARNISH_PURGE_HOSTS = [f"127.0.0.1:{purge_servers[0].server_port}"]
+    queued: list[int] = []
+    monkeypatch.setattr(tasks.purge_room_urls, "delay", queued.append)
+    with django_capture_on_commit_callbacks(execute=True):
+        for text in ("one", "two", "three"):
+            services.post_message(public_room, member, text)
+    assert queued == [public_room.pk]
+    # The queued purge clears the room's mark before it reads anything: the next post
+    # queues the next purge.
+    tasks.purge_room_urls.apply(args=[public_room.pk], throw=True)
+    with django_capture_on_commit_callbacks(execute=True):
+        services.post_message(public_room, member, "four")
+    assert queued == [public_room.pk, public_room.pk]
+    tasks.purge_room_urls.apply(args=[public_room.pk], throw=True)
+
+
+def test_a_purge_is_queued_when_the_broker_cannot_be_asked(public_room, monkeypatch) -> None:
+    queued: list[int] = []
+    monkeypatch.setattr(tasks.purge_room_urls, "delay", queued.append)
+    unreachable = redis.Redis(port=free_port(), socket_connect_timeout=1)
+    monkeypatch.setattr(tasks, "_broker", lambda: unreachable)
+    assert tasks.schedule_room_purge(public_room.pk)
+    assert tasks.schedule_room_purge(public_room.pk)
+    assert queued == [public_room.pk, public_room.pk]
 
 
 def test_failed_purge_is_retried(public_room, settings, purge_servers) -> None:
