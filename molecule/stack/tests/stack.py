@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 
-from hpdtest import PROJECT_DIR, group_hosts, host, inventory_variable, site_default
+from hpdtest import PROJECT_DIR, address, group_hosts, host, inventory_variable, site_default
 
 CA = "/usr/local/share/ca-certificates/hpd-test-ca.crt"
 # The same CA on this machine, for playbooks run from here (warm.yml, the checklist, the load
@@ -22,6 +22,15 @@ REPLICA = group_hosts("dbreplicas")[0]
 CACHE = group_hosts("caches")[0]
 MONITORING = group_hosts("monitoring")[0]
 CLIENT = group_hosts("clients")[0]
+
+
+# How a playbook run from this machine reaches the site: the site's name does not resolve
+# here, so it connects to the balancer's address and trusts the scenario's CA (the site
+# contract's client settings, which warm.yml, the checklist and the drills read).
+REACH_FROM_CONTROLLER = {
+    "site_client_connect_address": address(LB),
+    "site_client_ca_file": str(STACK_CA),
+}
 
 
 def contract(name: str):

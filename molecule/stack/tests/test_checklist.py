@@ -21,7 +21,7 @@ from stack import (
     LB,
     MONITORING,
     PORTS,
-    STACK_CA,
+    REACH_FROM_CONTROLLER,
     VARNISH,
     WEB_SERVERS,
     WORKER,
@@ -36,12 +36,7 @@ NO_LYNIS_REPORT = "no Lynis report"
 def checklist(reports: Path, *options: str) -> dict[str, list[dict]]:
     """Warm the cache, then run the checklist from this machine (as `make checklist` does);
     its items by id (one per host where per host)."""
-    reach = [
-        "-e",
-        f"site_client_connect_address={address(LB)}",
-        "-e",
-        f"site_client_ca_file={STACK_CA}",
-    ]
+    reach = ["-e", json.dumps(REACH_FROM_CONTROLLER)]
     warm = run_playbook("playbooks/warm.yml", *reach, timeout=120)
     assert warm.returncode == 0, warm.stdout[-2000:]
     result = run_playbook(

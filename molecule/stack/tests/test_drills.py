@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from hpdtest import address, run_playbook
-from stack import LB, STACK_CA
+from hpdtest import run_playbook
+from stack import REACH_FROM_CONTROLLER
 
 SMOKE_DRILLS = ["postgresql_restarted", "celery_worker_killed"]
 
@@ -20,8 +20,7 @@ def test_the_drills_smoke_loses_nothing_and_writes_its_report(tmp_path: Path) ->
     reports = tmp_path / "drills"
     short = {
         "drills_reports_dir": str(reports),
-        "site_client_connect_address": address(LB),
-        "site_client_ca_file": str(STACK_CA),
+        **REACH_FROM_CONTROLLER,
         "drills_enabled": SMOKE_DRILLS,
         "drills_load_seconds": 20,
         "drills_users": {

@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 from hpdtest import address, host, run_playbook
-from stack import LB, STACK_CA, WEB_SERVERS
+from stack import LB, REACH_FROM_CONTROLLER, STACK_CA, WEB_SERVERS
 
 HOST_DIR = "/var/tmp/hpd-loadtest"
 FIGURES = [
@@ -39,14 +39,7 @@ def test_the_load_test_smoke_runs_clean_and_writes_its_report(tmp_path: Path) ->
         "loadtest_newcomers": 1,
         "loadtest_graphite_settle_seconds": 0,
     }
-    warm = run_playbook(
-        "playbooks/warm.yml",
-        "-e",
-        f"site_client_connect_address={address(LB)}",
-        "-e",
-        f"site_client_ca_file={STACK_CA}",
-        timeout=120,
-    )
+    warm = run_playbook("playbooks/warm.yml", "-e", json.dumps(REACH_FROM_CONTROLLER), timeout=120)
     assert warm.returncode == 0, warm.stdout[-2000:]
     result = run_playbook("playbooks/loadtest.yml", "-e", json.dumps(short), timeout=600)
     assert result.returncode == 0, result.stdout[-3000:]
