@@ -22,7 +22,7 @@ def test_the_drills_smoke_loses_nothing_and_writes_its_report(tmp_path: Path) ->
         "drills_reports_dir": str(reports),
         **REACH_FROM_CONTROLLER,
         "drills_enabled": SMOKE_DRILLS,
-        "drills_load_seconds": 20,
+        "drills_load_seconds": 35,
         "drills_users": {
             "postgresql_restarted": {"Reader": 2, "Member": 4},
             "celery_worker_killed": {"Reader": 2},
