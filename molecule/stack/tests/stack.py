@@ -5,6 +5,7 @@ client run inside that container."""
 from __future__ import annotations
 
 import json
+from shlex import quote
 
 from hpdtest import PROJECT_DIR, address, group_hosts, host, inventory_variable, site_default
 
@@ -114,17 +115,28 @@ def releases_served_by(name: str, requests: int = 12) -> set[str]:
     return seen
 
 
-# Run by the app's own shell, so the broker's address and password stay on the host.
-CELERY_BACKLOG = (
-    "import redis; from django.conf import settings; "
-    "broker = redis.Redis.from_url(settings.CELERY_BROKER_URL); "
-    "queues = {route['queue'] for route in settings.CELERY_TASK_ROUTES.values()}; "
-    "print(sum(broker.llen(queue) for queue in queues) + broker.hlen('unacked'))"
-)
+# Run by the app's own shell, so the broker's address and password stay on the host. A
+# room's purge is pending while its mark is set (chat.tasks.schedule_room_purge), queued,
+# or taken by a worker and not yet acknowledged (acks_late: until it has reached Varnish).
+ROOM_PURGES = """
+import json, redis
+from django.conf import settings
+broker = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+def for_room(raw):
+    message = json.loads(raw)
+    headers = (message[0] if isinstance(message, list) else message).get("headers", dict())
+    task = headers.get("task"), headers.get("argsrepr")
+    return task == ("chat.tasks.purge_room_urls", "({room},)")
+marked = broker.exists(f"{{settings.CACHE_KEY_PREFIX}}:purge-pending:{room}")
+queued = sum(map(for_room, broker.lrange("high", 0, -1)))
+taken = sum(map(for_room, broker.hvals("unacked")))
+print(marked + queued + taken)
+"""
 
 
-def celery_backlog() -> int:
-    """Tasks waiting in the broker's queues or taken but not yet done: zero means every purge
-    queued by earlier posts has reached Varnish."""
-    out = host(WEB_SERVERS[0]).check_output(f'{APP_CURRENT}/manage shell -c "{CELERY_BACKLOG}"')
+def room_purges_pending(room: int) -> int:
+    """The room's purges not yet done: zero means every purge its posts queued has reached
+    Varnish, whatever other tasks earlier tests left in the queues."""
+    script = ROOM_PURGES.format(room=int(room))
+    out = host(WEB_SERVERS[0]).check_output(f"{APP_CURRENT}/manage shell -c {quote(script)}")
     return int(out.splitlines()[-1])

@@ -51,6 +51,7 @@ def checklist(reports: Path, *options: str) -> dict[str, list[dict]]:
     )
     report = reports / "checklist-staging.json"
     assert report.exists(), result.stdout[-3000:]
+    (reports / "run.log").write_text(result.stdout + result.stderr)
     items = json.loads(report.read_text())
     by_id: dict[str, list[dict]] = {}
     for item in items:
@@ -62,6 +63,13 @@ def checklist(reports: Path, *options: str) -> dict[str, list[dict]]:
 def items_status(reports: Path, item_id: str) -> set[str]:
     items = json.loads((reports / "checklist-staging.json").read_text())
     return {item["status"] for item in items if item["id"] == item_id}
+
+
+def stops(reports: Path) -> list[str]:
+    """The run's failed and unreachable tasks (the checklist-ran items name the host, these
+    say why): the lines kept from the run's output."""
+    lines = (reports / "run.log").read_text().splitlines()
+    return [line[:500] for line in lines if line.startswith("fatal:") or "UNREACHABLE" in line]
 
 
 def failed(items: dict[str, list[dict]]) -> dict[str, list[dict]]:
@@ -208,9 +216,10 @@ def test_the_checklist_fails_exactly_the_broken_items_and_passes_once_put_back(r
             "ops-backup-recent": "h old",
             "servers-open-ports": f"{CACHE}: {PORTS['memcached']}",
         }
-        assert set(items) == set(expected), {
-            k: [e["evidence"]["value"] for e in v] for k, v in items.items()
-        }
+        assert set(items) == set(expected), (
+            {k: [e["evidence"]["value"] for e in v] for k, v in items.items()},
+            stops(reports / "broken"),
+        )
         for item_id, cause in expected.items():
             values = " ".join(e["evidence"]["value"] for e in items[item_id])
             assert cause in values, (item_id, values)
@@ -223,4 +232,7 @@ def test_the_checklist_fails_exactly_the_broken_items_and_passes_once_put_back(r
     # CPU the other checks then share on CI's two cores.
     items = failed(checklist(reports / "restored", "-e", "checklist_testssl=false"))
     assert items_status(reports / "restored", "deploy-testssl") == {"MANUAL"}
-    assert not items, {k: [e["evidence"] for e in v] for k, v in items.items()}
+    assert not items, (
+        {k: [e["evidence"] for e in v] for k, v in items.items()},
+        stops(reports / "restored"),
+    )
