@@ -30,8 +30,9 @@ def test_the_drills_smoke_loses_nothing_and_writes_its_report(tmp_path: Path) ->
             "postgresql_restarted": {"Reader": 2, "Member": 4},
             "celery_worker_killed": {"Reader": 2},
         },
-        # Small tasks, enough of them that the kill lands while the pool is busy.
-        "drills_celery_tasks": 16,
+        # Small tasks, enough of them that the kill lands while the pool is busy (with 16,
+        # the killed process once held none).
+        "drills_celery_tasks": 24,
         "drills_celery_image_px": 1000,
     }
     result = run_playbook("playbooks/drills.yml", "-e", json.dumps(short), timeout=900)
@@ -45,6 +46,6 @@ def test_the_drills_smoke_loses_nothing_and_writes_its_report(tmp_path: Path) ->
     assert restarted["posts_accepted"] > 0 and restarted["posts_lost"] == 0, restarted
     assert restarted["replicas_streaming"] == restarted["replicas_expected"], restarted
     killed = drills["celery_worker_killed"]["figures"]
-    assert killed["tasks_done"] == killed["tasks_enqueued"] == 16, killed
+    assert killed["tasks_done"] == killed["tasks_enqueued"] == 24, killed
     assert killed["job_lost_at_kill"], killed
     assert (reports / "report.md").stat().st_size > 0
