@@ -314,7 +314,9 @@ def test_grace_serves_stale_pages_when_every_web_server_is_down(client) -> None:
     # it is the one grace serves. Other tasks earlier tests left queued do not matter.
     assert wait_for(lambda: room_purges_pending(room["room"]) == 0, timeout=180)
     assert curl(client, path)[0] == 200
-    # Both at once: each stop waits for uWSGI's workers to finish.
+    # Both at once: each stop waits for uWSGI's workers to finish. After the rest of the
+    # suite, both were still not stopped 90 s after the stop once; why is not known yet
+    # (docs/pitfalls.md). The status shows what they were doing.
     for name in WEB_SERVERS:
         host(name).run_expect([0], "systemctl stop --no-block uwsgi-emperor")
     try:
@@ -324,8 +326,11 @@ def test_grace_serves_stale_pages_when_every_web_server_is_down(client) -> None:
                 in ("inactive", "failed")
                 for name in WEB_SERVERS
             ),
-            timeout=90,
-        )
+            timeout=150,
+        ), {
+            name: host(name).run("systemctl status --no-pager uwsgi-emperor").stdout[-1500:]
+            for name in WEB_SERVERS
+        }
         assert wait_for(lambda: varnish_backends("sick") == set(WEB_SERVERS), timeout=90)
         time.sleep(TRANSCRIPT_TTL + 1)
         status, headers, body = curl(client, path)
