@@ -10,8 +10,8 @@
     hpd_drill_probe.py busy --url http://127.0.0.1:1717/ --seconds 30
         samples uWSGI's stats server every 0.5 s: {"max_busy", "workers", "samples"}
     hpd_drill_probe.py kill-child --unit celery-worker@default
-        SIGKILLs the unit's main process's child with the most CPU time (the pool process
-        most likely mid-task): {"pid", "killed": epoch}
+        SIGKILLs a child of the unit's main process that is using the CPU now (a pool
+        process mid-task; else the one with the most CPU time): {"pid", "killed": epoch}
 
 Prints one JSON line. Standard library only (roles/drills/tests/ tests the parsing).
 """
@@ -90,6 +90,13 @@ def busiest(found: dict[int, int]) -> int | None:
     return max(found, key=lambda p: (found[p], -p)) if found else None
 
 
+def working(before: dict[int, int], after: dict[int, int]) -> int | None:
+    """The child that used the most CPU between two samples, None if none used any: a pool
+    process between two tasks uses none, one mid-task does."""
+    grown = {pid: ticks - before[pid] for pid, ticks in after.items() if pid in before}
+    return busiest({p: g for p, g in grown.items() if g > 0})
+
+
 def poll(check: Callable[[], Any], seconds: float, interval: float) -> Any:
     deadline = time.monotonic() + seconds
     while True:
@@ -145,7 +152,17 @@ def cmd_busy(args: argparse.Namespace) -> dict[str, Any]:
 
 def cmd_kill_child(args: argparse.Namespace) -> dict[str, Any]:
     main = int(run(["systemctl", "show", "--property=MainPID", "--value", args.unit]).strip() or 0)
-    pid = busiest(children(main)) if main else None
+    # The most CPU time overall can be a process between two short tasks (it held none when
+    # killed): wait, briefly, for one that is using the CPU now.
+    pid = None
+    if main:
+        deadline = time.monotonic() + 3
+        sample = children(main)
+        while pid is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+            before, sample = sample, children(main)
+            pid = working(before, sample)
+        pid = pid or busiest(sample)
     if pid is None:
         raise SystemExit(f"{args.unit}: no worker process to kill (main pid {main})")
     killed = time.time()

@@ -79,6 +79,14 @@ def test_children_and_the_busiest(tmp_path):
     assert probe.busiest({}) is None
 
 
+def test_working_is_the_child_using_the_cpu_between_two_samples():
+    # 101 has more CPU time overall but used none since the last sample: between two tasks.
+    assert probe.working({101: 500, 102: 40}, {101: 500, 102: 43}) == 102
+    assert probe.working({101: 500, 102: 40}, {101: 500, 102: 40}) is None
+    # A process that appeared since the first sample (a replaced one) is not judged.
+    assert probe.working({101: 500}, {101: 500, 103: 9}) is None
+
+
 def test_poll_returns_the_first_answer_or_none():
     answers = iter([None, None, 42.0])
     assert probe.poll(lambda: next(answers), 5, 0) == 42.0
