@@ -308,8 +308,9 @@ def markdown(verdicts: list[Verdict], run: dict[str, Any]) -> str:
         "# Fault drills",
         "",
         f"Run {run.get('started', '?')} on {run.get('inventory', '?')}, load "
-        f"{run.get('users', '?')} for {run.get('load_seconds', '?')} s per drill. Errors are "
-        "Locust failures: before the fault, during it (until the stack answered healthy "
+        f"{run.get('users', '?')} per drill, up to {run.get('load_seconds', '?')} s and "
+        f"ended {run.get('after_seconds', '?')} s after the stack was healthy again. Errors "
+        "are Locust failures: before the fault, during it (until the stack answered healthy "
         "again), after.",
         "",
         "| drill | injected | result | deciding figure | detection s | recovery s "

@@ -27,6 +27,8 @@ room, paths, join code, account names). Environment:
                         (loadtest/timeline.py says its format)
     LOADTEST_MARKER     optional text added to every post after its token, so a run's
                         messages can be counted in the database (the drills name their run)
+    LOADTEST_STOP_FILE  optional: the run ends as at its --run-time once this file appears
+                        (the drills end their load a set time after the stack recovers)
 
 Journeys, and the names of their requests in Locust's statistics:
     Reader    anonymous; "GET /" and "GET transcript" (the cached public pages), 1-3 s apart.
@@ -202,6 +204,7 @@ class Config:
     ws_report: str
     failures_file: str = ""
     marker: str = ""
+    stop_file: str = ""
 
     @property
     def room_path(self) -> str:
@@ -238,6 +241,7 @@ def load_config(environ: dict[str, str] | os._Environ[str]) -> Config:
         ws_report=environ.get("LOADTEST_WS_REPORT", ""),
         failures_file=environ.get("LOADTEST_FAILURES_FILE", ""),
         marker=environ.get("LOADTEST_MARKER", ""),
+        stop_file=environ.get("LOADTEST_STOP_FILE", ""),
     )
 
 
@@ -862,9 +866,19 @@ def on_init(environment: Any, **_: Any) -> None:
 
 
 @events.test_start.add_listener
-def on_test_start(**_: Any) -> None:
+def on_test_start(environment: Any, **_: Any) -> None:
     DELIVERIES.reset()
     TIMELINE.start()
+    if config().stop_file:
+        gevent.spawn(quit_when_present, environment, Path(config().stop_file))
+
+
+def quit_when_present(environment: Any, stop_file: Path) -> None:
+    """End the run the way --run-time does once ``stop_file`` exists."""
+    while not stop_file.exists():
+        gevent.sleep(0.5)
+    logger.info("loadtest: %s appeared, ending the run", stop_file)
+    environment.runner.quit()
 
 
 @events.request.add_listener

@@ -140,3 +140,14 @@ def room_purges_pending(room: int) -> int:
     script = ROOM_PURGES.format(room=int(room))
     out = host(WEB_SERVERS[0]).check_output(f"{APP_CURRENT}/manage shell -c {quote(script)}")
     return int(out.splitlines()[-1])
+
+
+def varnish_backends(state: str) -> set[str]:
+    """Web servers Varnish currently reports in a health state (its names use _ for -)."""
+    listing = host(VARNISH).check_output("varnishadm backend.list")
+    found = set()
+    for line in listing.splitlines():
+        for name in WEB_SERVERS:
+            if line.split()[0].endswith(name.replace("-", "_")) and state in line.split():
+                found.add(name)
+    return found

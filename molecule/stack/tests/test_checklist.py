@@ -25,6 +25,7 @@ from stack import (
     VARNISH,
     WEB_SERVERS,
     WORKER,
+    varnish_backends,
 )
 
 RELOAD = "touch /run/uwsgi/{app}.reload"
@@ -226,6 +227,9 @@ def test_the_checklist_fails_exactly_the_broken_items_and_passes_once_put_back(r
     finally:
         broken.restore()
     assert wait_for(lambda: not any(shows_debug_page(web) for web in WEB_SERVERS), timeout=60)
+    # The web servers' reloads failed Varnish's probes meanwhile, and the restored VCL's
+    # backends start out sick: until its probes pass again, every uncached page is a 503.
+    assert wait_for(lambda: not varnish_backends("sick"), timeout=60)
 
     # Without the TLS scan this time (its item reads MANUAL): the broken run scanned, and what
     # was broken at TLS, the versions, has an item of its own. It is the slowest check, and
