@@ -45,7 +45,6 @@ PROBE_IMAGE = f"hpd-probe:{os.environ.get('HPD_DEBIAN', '13')}"
 SECRETS_DIR = PROJECT_DIR / ".secrets" / "molecule-stack"
 CA_FILE = SECRETS_DIR / "ca" / "ca.crt"
 CHATCLIENT = PROJECT_DIR / "molecule" / "shared" / "chatclient.py"
-SERVICE_HOSTS = [name for name in group_hosts("all") if name not in group_hosts("clients")]
 WEB = WEB_SERVERS[0]
 
 
