@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import parse_qs
 
+import redis
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
@@ -27,9 +28,15 @@ CLOSE_NOT_FOUND = 4404
 
 class EventConsumer(AsyncJsonWebsocketConsumer):
     """Joins a topic's group, then replays the topic's stream after the client's
-    timepoint, and forwards live events without repeating replayed ones."""
+    timepoint, and forwards live events in stream order, each once.
+
+    ``last`` is the newest stream entry this socket has dealt with (sent, or left out for
+    its audience). Every event sent is newer than ``last``, so the newest timepoint a
+    client has seen is always one it may resume from: nothing older is still on its way."""
 
     group: str | None = None
+    stream: str | None = None
+    last: str | None = None
 
     async def reject(self, code: int) -> None:
         await self.accept()
@@ -40,10 +47,9 @@ class EventConsumer(AsyncJsonWebsocketConsumer):
 
     async def subscribe(self, group: str, stream: str, since: str | None) -> None:
         """Join the topic; replay its stream after ``since`` (``None``: live events only)."""
-        self.group = group
-        self.replayed: set[str] = set()
+        self.group, self.stream = group, stream
         # Group first, stream second: an event published in between arrives both
-        # ways, and the live copy is dropped below. Never neither.
+        # ways, and the live copy is dropped as not newer than ``last``. Never neither.
         await self.channel_layer.group_add(group, self.channel_name)
         await self.accept()
         if since is None:
@@ -51,8 +57,11 @@ class EventConsumer(AsyncJsonWebsocketConsumer):
         backlog, gap = await sync_to_async(events.replay)(stream, since)
         if gap:
             await self.send_json({"type": "resync", "timepoint": since, "payload": {}})
-        for event in backlog:
-            self.replayed.add(event.timepoint)
+        await self.deliver(backlog)
+        self.last = backlog[-1].timepoint if backlog else since
+
+    async def deliver(self, batch: list[events.Event]) -> None:
+        for event in batch:
             if self.may_receive(event.audience):
                 await self.send_json(event.frame())
 
@@ -67,13 +76,24 @@ class EventConsumer(AsyncJsonWebsocketConsumer):
     async def chat_event(self, message: dict[str, Any]) -> None:
         """A live event from the group (``type: chat.event``)."""
         timepoint = message["timepoint"]
-        if timepoint in self.replayed:
-            self.replayed.discard(timepoint)
-            return
-        if self.may_receive(message["audience"]):
-            await self.send_json(
-                {"type": message["event"], "timepoint": timepoint, "payload": message["payload"]}
-            )
+        if self.last is not None and not events.is_after(timepoint, self.last):
+            return  # replayed already, or read from the stream before its live copy came
+        event = events.Event(timepoint, message["event"], message["audience"], message["payload"])
+        batch = [event]
+        previous = message.get("previous")
+        if self.last is not None and previous is not None and previous != self.last:
+            # An earlier event's live copy is still on its way (another process appended
+            # it first but broadcast it later): take everything up to this one from the
+            # stream, in order.
+            try:
+                batch = await sync_to_async(events.read_after)(self.stream, self.last, timepoint)
+            except (redis.RedisError, OSError):
+                # Late rather than lost: ``last`` stays, so the other live copy still
+                # passes when it comes.
+                await self.deliver([event])
+                return
+        await self.deliver(batch or [event])
+        self.last = timepoint
 
 
 class RoomConsumer(EventConsumer):

@@ -6,7 +6,9 @@ Channels group. A page captures the stream's current timepoint *before* it reads
 database and embeds it; its WebSocket later asks for everything after that timepoint.
 The consumer joins the group first and replays the stream second, and drops live
 copies of replayed events, so an event that happens between render and connect is
-delivered exactly once.
+delivered exactly once. Each broadcast also names the stream entry before it, so a
+consumer that gets two live events in the other order than their timepoints reads the
+earlier one from the stream first: a socket sends its events in stream order.
 
 Stream IDs only grow within one stream, which is what makes "everything after T" well
 defined; the topic (room or user) therefore has its own stream."""
@@ -84,6 +86,10 @@ def is_valid_timepoint(value: str | None) -> bool:
     return parse_timepoint(value) is not None
 
 
+def is_after(timepoint: str, other: str) -> bool:
+    return _tp(timepoint) > _tp(other)
+
+
 def _tp(value: str) -> tuple[int, int]:
     parsed = parse_timepoint(value)
     return parsed if parsed is not None else (0, 0)
@@ -105,6 +111,53 @@ def current_timepoint(stream: str) -> str:
     return str(info.get("last-generated-id") or ZERO)
 
 
+def append(
+    stream: str, event_type: str, payload: dict[str, Any], audience: Audience
+) -> tuple[str, str]:
+    """Add an event to its topic's stream: its timepoint, and the timepoint of the entry
+    before it (``0-0`` for the first), read in the same MULTI so nothing comes between.
+
+    Two processes may broadcast their events in the other order than they appended them;
+    the previous timepoint lets a consumer see that an earlier event is still on its way
+    and read it from the stream first (``EventConsumer.chat_event``)."""
+    pipe = redis_client().pipeline(transaction=True)
+    pipe.xrevrange(stream, max="+", min="-", count=1)
+    pipe.xadd(
+        stream,
+        {
+            "type": event_type,
+            "audience": audience,
+            "payload": json.dumps(payload, separators=(",", ":")),
+        },
+        maxlen=settings.CHAT_STREAM_MAXLEN,
+        approximate=True,
+    )
+    newest_before, timepoint = pipe.execute()
+    previous = newest_before[0][0] if newest_before else ZERO
+    return str(timepoint), str(previous)
+
+
+def broadcast(
+    group: str,
+    event_type: str,
+    payload: dict[str, Any],
+    audience: Audience,
+    timepoint: str,
+    previous: str,
+) -> None:
+    async_to_sync(get_channel_layer().group_send)(
+        group,
+        {
+            "type": "chat.event",
+            "timepoint": timepoint,
+            "previous": previous,
+            "event": event_type,
+            "audience": audience,
+            "payload": payload,
+        },
+    )
+
+
 def publish(
     stream: str, group: str, event_type: str, payload: dict[str, Any], audience: Audience
 ) -> str | None:
@@ -113,30 +166,30 @@ def publish(
     Called from ``transaction.on_commit`` hooks. A Redis failure is logged and counted
     but does not fail the request: the data is committed and shows on the next page
     load."""
-    body = json.dumps(payload, separators=(",", ":"))
     try:
-        timepoint = redis_client().xadd(
-            stream,
-            {"type": event_type, "audience": audience, "payload": body},
-            maxlen=settings.CHAT_STREAM_MAXLEN,
-            approximate=True,
-        )
-        async_to_sync(get_channel_layer().group_send)(
-            group,
-            {
-                "type": "chat.event",
-                "timepoint": timepoint,
-                "event": event_type,
-                "audience": audience,
-                "payload": payload,
-            },
-        )
+        timepoint, previous = append(stream, event_type, payload, audience)
+        broadcast(group, event_type, payload, audience, timepoint, previous)
     except (redis.RedisError, OSError) as exc:
         metrics.incr("events.publish_failed")
         logger.error("could not publish %s to %s: %s", event_type, stream, exc)
         return None
     metrics.incr(metrics.metric_name("events.published", event_type))
-    return str(timepoint)
+    return timepoint
+
+
+def read_after(stream: str, after: str, until: str) -> list[Event]:
+    """The stream's events after ``after`` up to and including ``until``."""
+    entries = redis_client().xrange(stream, min=f"({after}", max=until)
+    return [_event(entry_id, fields) for entry_id, fields in entries]
+
+
+def _event(entry_id: str, fields: dict[str, str]) -> Event:
+    return Event(
+        timepoint=entry_id,
+        type=fields.get("type", ""),
+        audience=fields.get("audience", "members"),
+        payload=json.loads(fields.get("payload") or "{}"),
+    )
 
 
 def replay(stream: str, since: str) -> tuple[list[Event], bool]:
@@ -160,16 +213,7 @@ def replay(stream: str, since: str) -> tuple[list[Event], bool]:
             gap = False
         else:
             gap = True  # the client's last event was trimmed (or Redis lost the stream)
-    events = [
-        Event(
-            timepoint=entry_id,
-            type=fields.get("type", ""),
-            audience=fields.get("audience", "members"),
-            payload=json.loads(fields.get("payload") or "{}"),
-        )
-        for entry_id, fields in entries
-    ]
-    return events, gap
+    return [_event(entry_id, fields) for entry_id, fields in entries], gap
 
 
 def trim_streams(older_than_ms: int) -> int:

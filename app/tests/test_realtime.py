@@ -196,6 +196,29 @@ async def test_reconnect_replays_from_the_last_timepoint(
     await socket.disconnect()
 
 
+async def test_events_broadcast_out_of_order_arrive_in_stream_order(
+    room: ChatRoom, owner: User, member: User
+) -> None:
+    """Two processes append their events in one order and broadcast them in the other.
+    The socket still sends them in stream order, each once, so a client that resumes
+    from the newest timepoint it saw has missed nothing."""
+    stream, group = events.room_stream(room.pk), events.room_group(room.pk)
+    since = await sync_to_async(events.current_timepoint)(stream)
+    socket = await connect(f"/ws/room/{room.pk}?since={since}", member)
+    append, broadcast = sync_to_async(events.append), sync_to_async(events.broadcast)
+    first = await append(stream, "message.created", {"id": 1}, "members")
+    second = await append(stream, "message.created", {"id": 2}, "members")
+    assert second[1] == first[0]  # each knows the entry before it
+    await broadcast(group, "message.created", {"id": 2}, "members", *second)
+    await broadcast(group, "message.created", {"id": 1}, "members", *first)
+    received = await frames(socket)
+    assert [(f["payload"]["id"], f["timepoint"]) for f in received] == [
+        (1, first[0]),
+        (2, second[0]),
+    ]
+    await socket.disconnect()
+
+
 async def test_user_page_replays_what_happened_after_render(
     room: ChatRoom, owner: User, stranger: User
 ) -> None:
