@@ -48,6 +48,8 @@ WRK_ORDER = [
     "uwsgi",
     "gunicorn_default",
     "gunicorn_workers",
+    "python_uwsgi",
+    "python_gunicorn",
 ]
 # Targets of issue 15, point 4.
 CACHED_MIN_RATIO = 0.5
@@ -55,6 +57,8 @@ CACHED_MAX_P99_MS = 10.0
 TARGET_CONNECTIONS = 50
 UWSGI_MIN_RATIO = 1.1
 NOOP_MAX_SECONDS = 90.0
+# A figure whose machine was at least this busy was limited by CPU.
+SATURATED_SHARE = 0.9
 # collectd samples every 10 s: the window's last point lands up to 10 s after it ends.
 WINDOW_TAIL_SECONDS = 10
 
@@ -169,9 +173,8 @@ def target_cached_rate(results: dict) -> Target:
         return Target(
             name, True, f"{head}: {fmt_ratio(gap)} ({fmt_rate(rate - needed)} req/s) to spare"
         )
-    return Target(
-        name, False, f"{head}: short by {fmt_ratio(gap)} ({fmt_rate(needed - rate)} req/s)"
-    )
+    short = f"{head}: short by {fmt_ratio(gap)} ({fmt_rate(needed - rate)} req/s)."
+    return Target(name, False, short + cpu_cause(results, "cached", "limit", CACHED_MIN_RATIO))
 
 
 def target_cached_p99(results: dict) -> Target:
@@ -183,7 +186,16 @@ def target_cached_p99(results: dict) -> Target:
     head = f"p99 {fmt_ms(p99)} ms{where}; needs ≤ {CACHED_MAX_P99_MS:g} ms"
     if p99 <= CACHED_MAX_P99_MS:
         return Target(name, True, f"{head}: {fmt_ms(CACHED_MAX_P99_MS - p99)} ms to spare")
-    return Target(name, False, f"{head}: over by {fmt_ms(p99 - CACHED_MAX_P99_MS)} ms")
+    over = f"{head}: over by {fmt_ms(p99 - CACHED_MAX_P99_MS)} ms."
+    rate, connections = cached["result"]["rate"], cached.get("connections")
+    if rate and connections:
+        # Little's law: what is queued at once, over the rate, is the mean time in the queue.
+        over += (
+            f" {connections} connections at {fmt_rate(rate)} req/s spend "
+            f"{fmt_ms(1000 * connections / rate)} ms per request on average, so the "
+            f"tail follows the rate."
+        )
+    return Target(name, False, over + cpu_cause(results, "cached", "limit", CACHED_MIN_RATIO))
 
 
 def pair_at(results: dict, first: str, second: str, connections: int):
@@ -198,6 +210,85 @@ def pair_at(results: dict, first: str, second: str, connections: int):
     counts = sorted({a.get("connections"), b.get("connections")}, key=str)
     shown = " and ".join(str(c) for c in counts)
     return a, b, f", at {shown} connections, not the target's {connections}"
+
+
+@dataclass(frozen=True)
+class CpuUse:
+    """Where one wrk figure's CPU went, per request (cpu-during.py around wrk)."""
+
+    per_request_us: float  # the whole machine's busy CPU over the requests answered
+    busy_share: float  # how busy the machine's cores were, 0 to 1
+    cores: int
+    host_us: dict[str, float]  # the measuring host's processes, largest first
+    elsewhere_us: float  # the rest of the machine: the other hosts and the kernel
+
+    @property
+    def saturated(self) -> bool:
+        return self.busy_share >= SATURATED_SHARE
+
+    def most_rate(self) -> float:
+        """The most requests per second these cores could answer at this CPU per request."""
+        return self.cores * 1e6 / self.per_request_us
+
+
+def cpu_use(entry: dict | None) -> CpuUse | None:
+    if entry is None:
+        return None
+    cpu, requests = entry.get("cpu"), entry["result"].get("requests")
+    if not cpu or not requests or not cpu.get("seconds") or not cpu.get("cores"):
+        return None
+    per_request = 1e6 / requests
+    host = {name: seconds * per_request for name, seconds in cpu.get("processes", {}).items()}
+    total = cpu["machine_busy_seconds"] * per_request
+    return CpuUse(
+        per_request_us=total,
+        busy_share=cpu["machine_busy_seconds"] / (cpu["cores"] * cpu["seconds"]),
+        cores=cpu["cores"],
+        host_us=dict(sorted(host.items(), key=lambda item: -item[1])),
+        elsewhere_us=max(total - sum(host.values()), 0.0),
+    )
+
+
+def cpu_text(use: CpuUse, top: int = 3) -> str:
+    """ "412 µs (haproxy 180, varnishd 120, wrk 60, elsewhere 52)"."""
+    parts = [f"{name} {us:,.0f}" for name, us in list(use.host_us.items())[:top]]
+    parts.append(f"elsewhere {use.elsewhere_us:,.0f}")
+    return f"{use.per_request_us:,.0f} µs ({', '.join(parts)})"
+
+
+def cpu_cause(results: dict, figure_id: str, baseline_id: str, needed_ratio: float) -> str:
+    """Why a figure falls short of `needed_ratio` times its baseline's rate, from the CPU
+    each spent per request; empty when the run did not account for the CPU."""
+    figure, baseline = main_figure(results, figure_id), main_figure(results, baseline_id)
+    a, b = cpu_use(figure), cpu_use(baseline)
+    if a is None or b is None:
+        return ""
+    if not a.saturated:
+        return (
+            f" Cause: not the CPU, the cores were {a.busy_share:.0%} busy during {figure_id}: "
+            f"its requests waited on something else."
+        )
+    needed_rate = needed_ratio * baseline["result"]["rate"]
+    return (
+        f" Cause: the cores were {a.busy_share:.0%} busy, so the CPU per request sets the "
+        f"rate: {figure_id} {cpu_text(a)}, at most {fmt_rate(a.most_rate())} req/s on "
+        f"these {a.cores} cores; {fmt_rate(needed_rate)} req/s needs at most "
+        f"{a.cores * 1e6 / needed_rate:,.0f} µs. {baseline_id}: {cpu_text(b)}."
+    )
+
+
+def interpreter_cause(results: dict) -> str:
+    """Python's own speed in each server: a CPU-only app under both, in the same run."""
+    uwsgi, gunicorn = main_figure(results, "python_uwsgi"), main_figure(results, "python_gunicorn")
+    a, b = cpu_use(uwsgi), cpu_use(gunicorn)
+    if a is None or b is None:
+        return ""
+    return (
+        f" Python alone (a CPU-only WSGI app, same run) costs {a.per_request_us:,.0f} µs "
+        f"per request in uWSGI against {b.per_request_us:,.0f} in gunicorn: "
+        f"{fmt_ratio(b.per_request_us / a.per_request_us)} the speed before Django does "
+        f"anything."
+    )
 
 
 def target_uwsgi(results: dict) -> Target:
@@ -225,7 +316,11 @@ def target_uwsgi(results: dict) -> Target:
     if errors:
         kinds = error_kinds(uwsgi["result"])
         return Target(name, False, f"{head}; {fmt_count(errors)} errors ({kinds}), needs 0")
-    return Target(name, rate_met, f"{head}; 0 errors")
+    if rate_met:
+        return Target(name, True, f"{head}; 0 errors")
+    cause = cpu_cause(results, "uwsgi", "gunicorn_workers", UWSGI_MIN_RATIO)
+    cause += interpreter_cause(results)
+    return Target(name, False, f"{head}; 0 errors." + cause)
 
 
 def target_noop(folder: Path) -> Target:
@@ -240,7 +335,18 @@ def target_noop(folder: Path) -> Target:
         return Target(name, False, f"{head}: not a no-change run ({changed} tasks changed)")
     if seconds <= NOOP_MAX_SECONDS:
         return Target(name, True, f"{head}: {NOOP_MAX_SECONDS - seconds:,.0f} s to spare")
-    return Target(name, False, f"{head}: over by {seconds - NOOP_MAX_SECONDS:,.0f} s")
+    over = f"{head}: over by {seconds - NOOP_MAX_SECONDS:,.0f} s."
+    tasks, runs = int(noop.get("tasks", 0)), int(noop.get("task_runs", 0))
+    if tasks:
+        # Every task waits for its slowest host before the next starts: the run's time is
+        # the number of tasks times what one costs the controller.
+        each = seconds / tasks
+        over += (
+            f" Cause: {tasks:,} tasks ({runs:,} runs on hosts, ok or skipped) at "
+            f"{1000 * each:,.0f} ms each on average; at that cost {NOOP_MAX_SECONDS:g} s "
+            f"allows {NOOP_MAX_SECONDS / each:,.0f} tasks."
+        )
+    return Target(name, False, over)
 
 
 def target_clean(results: dict, locust: LocustResults) -> tuple[Target, int]:
@@ -791,7 +897,48 @@ def wrk_section(run: dict, wrk: list[dict], stack: dict[int, dict[str, Cell]]) -
     ]
     if notes:
         lines += [""] + [f"{n}. {reason}" for n, reason in enumerate(notes, 1)]
-    return lines + [""]
+    return lines + [""] + cpu_section(wrk)
+
+
+def cpu_section(wrk: list[dict]) -> list[str]:
+    rows = []
+    for e in wrk:
+        use = cpu_use(e)
+        if use is None:
+            continue
+        here = ", ".join(f"{name} {us:,.0f}" for name, us in list(use.host_us.items())[:5])
+        rows.append(
+            [
+                f"**{e['id']}**",
+                e.get("host", "?"),
+                f"{use.busy_share:.0%}",
+                f"{use.per_request_us:,.0f}",
+                here or "-",
+                f"{use.elsewhere_us:,.0f}",
+            ]
+        )
+    if not rows:
+        return []
+    lines = ["### Where the CPU went (µs of CPU per request)", ""]
+    lines += table(
+        [
+            "Figure",
+            "Measured from",
+            "Machine busy",
+            "Whole machine",
+            "On that host, by process",
+            "Elsewhere",
+        ],
+        rows,
+    )
+    return lines + [
+        "",
+        "cpu-during.py around each wrk run: the machine's busy CPU time (every host of a "
+        "local environment shares its cores) and the measuring host's processes, wrk "
+        "included, divided by the requests answered. When the cores are saturated, rates "
+        "stand in the inverse ratio of these figures.",
+        "",
+    ]
 
 
 def sweep_section(sweep: list[dict], plotted: bool) -> list[str]:

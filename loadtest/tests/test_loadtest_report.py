@@ -80,7 +80,7 @@ def test_cached_rate_missed_states_the_gap(results):
     target = report.target_cached_rate(results)
     assert not target.met
     assert target.detail.startswith("0.32× the limit (3,950 of 12,346 req/s")
-    assert target.detail.endswith("short by 0.18× (2,223 req/s)")
+    assert target.detail.endswith("short by 0.18× (2,223 req/s).")
 
 
 def test_cached_p99_met_and_missed(results):
@@ -90,7 +90,9 @@ def test_cached_p99_met_and_missed(results):
     figure(results, "cached")["result"]["latency_ms"]["p99"] = 14.2
     missed = report.target_cached_p99(results)
     assert not missed.met
-    assert missed.detail.endswith("over by 4.20 ms")
+    assert "over by 4.20 ms. 50 connections at 7,654 req/s spend 6.53 ms per request" in (
+        missed.detail
+    )
 
 
 def test_cached_figures_come_from_the_sweep_at_50_connections(results):
@@ -115,7 +117,7 @@ def test_uwsgi_missed_by_the_ratio(results):
     assert not target.met
     assert target.detail == (
         "1.05× gunicorn with 4 workers (505 against 481 req/s); needs ≥ 1.10×: "
-        "short by 0.05× (24.1 req/s); 0 errors"
+        "short by 0.05× (24.1 req/s); 0 errors."
     )
 
 
@@ -136,6 +138,74 @@ def test_uwsgi_errors_miss_the_target_whatever_the_rate(results):
     assert target.detail.endswith("; 2 errors (timeout 2), needs 0")
 
 
+def account_cpu(results: dict, figure_id: str, busy: float, processes: dict) -> None:
+    """What cpu-during.py would have said around the figure's wrk run."""
+    figure(results, figure_id)["cpu"] = {
+        "seconds": 10.0,
+        "cores": 2,
+        "machine_busy_seconds": busy,
+        "processes": processes,
+    }
+
+
+def test_a_missed_target_says_where_the_cpu_went(results):
+    # The cached path answered 39,500 requests in 10 s on saturated cores: 19.8 s of CPU,
+    # 501 µs each, so at most 2 cores / 501 µs = 3,990 req/s; 0.5 x 12,346 = 6,173 req/s
+    # would need at most 2e6 / 6,173 = 324 µs.
+    account_cpu(results, "limit", 19.5, {"nginx": 12.0, "wrk": 6.0})
+    account_cpu(results, "cached", 19.8, {"haproxy": 9.0, "varnishd": 6.0, "wrk": 3.0})
+    cached = figure(results, "cached")["result"]
+    cached["rate"], cached["requests"] = 3950.0, 39500
+    detail = report.target_cached_rate(results).detail
+    assert detail.endswith(
+        "Cause: the cores were 99% busy, so the CPU per request sets the rate: cached 501 µs "
+        "(haproxy 228, varnishd 152, wrk 76, elsewhere 46), at most 3,990 req/s on these 2 "
+        "cores; 6,173 req/s needs at most 324 µs. limit: 158 µs (nginx 97, wrk 49, "
+        "elsewhere 12)."
+    )
+
+
+def test_idle_cores_are_not_blamed(results):
+    account_cpu(results, "uwsgi", 8.0, {"uwsgi": 6.0})
+    account_cpu(results, "gunicorn_workers", 7.0, {"gunicorn": 5.0})
+    detail = report.target_uwsgi(results).detail
+    assert detail.endswith(
+        "Cause: not the CPU, the cores were 40% busy during uwsgi: its requests waited on "
+        "something else."
+    )
+
+
+def test_the_interpreter_figures_say_how_fast_python_itself_runs(results):
+    account_cpu(results, "uwsgi", 19.9, {"uwsgi": 16.0})
+    account_cpu(results, "gunicorn_workers", 19.9, {"gunicorn": 14.0})
+    for figure_id, requests in (("python_uwsgi", 2500), ("python_gunicorn", 3200)):
+        entry = {**figure(results, "uwsgi"), "id": figure_id}
+        entry["result"] = {**entry["result"], "requests": requests}
+        results["wrk"].append(entry)
+        account_cpu(results, figure_id, 20.0, {"python": 19.0})
+    detail = report.target_uwsgi(results).detail
+    # 20 s / 2,500 = 8,000 µs against 20 s / 3,200 = 6,250 µs: 0.78x.
+    assert detail.endswith(
+        "Python alone (a CPU-only WSGI app, same run) costs 8,000 µs per request in uWSGI "
+        "against 6,250 in gunicorn: 0.78× the speed before Django does anything."
+    )
+
+
+def test_without_cpu_accounting_no_cause_is_given(results):
+    figure(results, "cached")["result"]["rate"] = 3950.0
+    assert "Cause" not in report.target_cached_rate(results).detail
+
+
+def test_the_report_shows_where_the_cpu_went(folder):
+    results = json.loads((folder / "results.json").read_text())
+    account_cpu(results, "limit", 19.5, {"nginx": 12.0, "wrk": 6.0})
+    (folder / "results.json").write_text(json.dumps(results))
+    report.build(folder, graphite_url=None)
+    text = (folder / "report.md").read_text()
+    assert "### Where the CPU went (µs of CPU per request)" in text
+    assert "| **limit** | hpd-edge | 98% | 158 | nginx 97, wrk 49 | 12 |" in text
+
+
 def test_missing_figure_misses_its_target(results):
     results["wrk"] = [e for e in results["wrk"] if e["id"] != "gunicorn_workers"]
     target = report.target_uwsgi(results)
@@ -148,7 +218,13 @@ def test_missing_figure_misses_its_target(results):
     [
         (None, False, "not measured in this run (no site-noop.json)"),
         ({"seconds": 71.8, "changed": 0}, True, "72 s with 0 changed; needs ≤ 90 s: 18 s to spare"),
-        ({"seconds": 95.2, "changed": 0}, False, "95 s with 0 changed; needs ≤ 90 s: over by 5 s"),
+        ({"seconds": 95.2, "changed": 0}, False, "95 s with 0 changed; needs ≤ 90 s: over by 5 s."),
+        (
+            {"seconds": 120.0, "changed": 0, "tasks": 480, "task_runs": 1900},
+            False,
+            "over by 30 s. Cause: 480 tasks (1,900 runs on hosts, ok or skipped) at 250 ms each "
+            "on average; at that cost 90 s allows 360 tasks.",
+        ),
         ({"seconds": 60, "changed": 2}, False, "not a no-change run (2 tasks changed)"),
     ],
 )
