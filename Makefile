@@ -22,7 +22,7 @@ STAGE := scripts/stage
 # of the load test's report and max-load search, of the fault drills' report.
 ROLE_UNIT_TESTS := $(wildcard roles/*/tests) loadtest/tests drills/tests
 
-.PHONY: help setup up down warm checklist loadtest maxload drills site-noop deploy rollback deploy-unlock lint test test-matrix test-app test-vcl test-roles test-preflight $(addprefix test-,$(SCENARIOS))
+.PHONY: help setup up down warm checklist loadtest maxload drills site-noop deploy rollback restore deploy-unlock lint test test-matrix test-app test-vcl test-roles test-preflight $(addprefix test-,$(SCENARIOS))
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -66,6 +66,9 @@ deploy: ## Ship the working tree to the local environment, one web server at a t
 
 rollback: ## Put the local environment back on the previous release (or RELEASE=<id>)
 	@ansible-playbook playbooks/rollback.yml $(if $(RELEASE),-e rollback_release=$(RELEASE))
+
+restore: ## Restore the local database from the backup repository (latest, or TIME="2026-12-06 02:10:00+00")
+	@ansible-playbook playbooks/restore.yml -e restore_confirm=true $(if $(TIME),-e 'restore_target_time="$(TIME)"')
 
 deploy-unlock: ## Clear the deploy lock an interrupted deploy left behind
 	@ansible-playbook playbooks/unlock.yml
