@@ -1,12 +1,12 @@
 #!/usr/bin/python3
 """Metrics collectd 5.12 cannot read itself, for collectd's exec plugin.
 
-One subcommand per source (haproxy, uwsgi, varnish, redis, celery, postgresql). Each loops
-forever: read the source, print PUTVAL lines (collectd-exec(5)) on stdout, sleep until the
-next interval. The interval and host name come from COLLECTD_INTERVAL and
-COLLECTD_HOSTNAME, which collectd's exec plugin sets. A source that is down or answers
-garbage is logged on stderr (once per distinct error, collectd writes it to its log) and
-retried next interval; the loop never exits on its own.
+One subcommand per source (haproxy, uwsgi, varnish, redis, celery, postgresql, pgbackrest,
+units, tls). Each loops forever: read the source, print PUTVAL lines (collectd-exec(5)) on
+stdout, sleep until the next interval. The interval and host name come from
+COLLECTD_INTERVAL and COLLECTD_HOSTNAME, which collectd's exec plugin sets. A source that is
+down or answers garbage is logged on stderr (once per distinct error, collectd writes it to
+its log) and retried next interval; the loop never exits on its own.
 
 Python standard library only. Parsing is kept in pure functions (parse_*), so the unit
 tests feed them real-format samples without any service.
@@ -21,6 +21,7 @@ import json
 import os
 import re
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -445,9 +446,127 @@ def parse_postgresql(text: str) -> list[Metric]:
     return metrics
 
 
-def read_postgresql(port: int, timeout: float) -> str:
+# The cluster's WAL archiving and replay. Archive lag: how long the oldest finished segment
+# has waited for archive_command (0 when none waits), and how many wait. Replay lag, on a
+# replica only: 0 while it has replayed everything it received, else the age of the last
+# transaction it replayed (the usual measure: it grows while the primary writes and the
+# replica does not keep up, or does not receive).
+POSTGRESQL_CLUSTER_QUERY = """
+SELECT coalesce(extract(epoch FROM now() - min(modification)), 0), count(*),
+       CASE WHEN NOT pg_is_in_recovery() THEN NULL
+            WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0
+            ELSE extract(epoch FROM now() - pg_last_xact_replay_timestamp()) END
+  FROM pg_ls_archive_statusdir()
+ WHERE name LIKE '%.ready'
+"""
+
+
+def parse_postgresql_cluster(text: str) -> list[Metric]:
+    """Metrics from psql's unaligned output of POSTGRESQL_CLUSTER_QUERY (one row)."""
+    fields = text.strip("\r\n").split("\t")  # a NULL last column leaves a trailing tab
+    if len(fields) != 3:
+        raise ValueError(f"unexpected psql row: {text[:120]!r}")
+    archive_lag, waiting, replay_lag = (_number(field) for field in fields)
+    if archive_lag is None or waiting is None:
+        raise ValueError(f"unexpected psql row: {text[:120]!r}")
+    metrics = [
+        Metric("", "duration", "archive_lag", (max(0.0, float(archive_lag)),)),
+        Metric("", "count", "archive_waiting", (waiting,)),
+    ]
+    if replay_lag is not None:
+        metrics.append(Metric("", "duration", "replay_lag", (max(0.0, float(replay_lag)),)))
+    return metrics
+
+
+def read_postgresql(port: int, timeout: float, query: str = POSTGRESQL_QUERY) -> str:
     command = ["psql", "-X", "-q", "-A", "-t", "-F", "\t", "-p", str(port), "-d", "postgres"]
-    return _run([*command, "-c", POSTGRESQL_QUERY], timeout)
+    return _run([*command, "-c", query], timeout)
+
+
+# --- pgBackRest: the repository's own view (pgbackrest info) ------------------------------
+
+
+def parse_pgbackrest_info(text: str, now: float) -> list[Metric]:
+    """Per stanza (the plugin instance): seconds since the newest backup of any type, and
+    since the newest full one, finished; how many backups the repository holds; pgBackRest's
+    status code (0: ok). A stanza without a backup has no age series, so a rule watching the
+    age for silence sees it."""
+    metrics = []
+    for stanza in json.loads(text):
+        name = stanza["name"]
+        backups = [b for b in stanza.get("backup") or [] if not b.get("error")]
+        metrics.append(Metric(name, "gauge", "status", (stanza["status"]["code"],)))
+        metrics.append(Metric(name, "count", "backups", (len(backups),)))
+        for type_instance, kinds in (("last_backup", None), ("last_full", {"full"})):
+            stops = [b["timestamp"]["stop"] for b in backups if kinds is None or b["type"] in kinds]
+            if stops:
+                age = max(0.0, now - max(stops))
+                metrics.append(Metric(name, "duration", type_instance, (age,)))
+    return metrics
+
+
+def read_pgbackrest_info(timeout: float) -> str:
+    return _run(["pgbackrest", "info", "--output=json"], timeout)
+
+
+# --- systemd units: whether each one's last run failed --------------------------------------
+
+
+def parse_unit_states(text: str) -> list[Metric]:
+    """Metrics from `systemctl show --property=Id,ActiveState,Result`: 1 when the unit is
+    failed or its last run did not succeed, else 0 (a unit never run counts as 0)."""
+    metrics = []
+    for block in text.strip().split("\n\n"):
+        properties = dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
+        if "Id" not in properties:
+            continue
+        result = properties.get("Result") or "success"
+        failed = properties.get("ActiveState") == "failed" or result != "success"
+        unit = properties["Id"].removesuffix(".service")
+        metrics.append(Metric(unit, "gauge", "failed", (int(failed),)))
+    return metrics
+
+
+def read_unit_states(units: list[str], timeout: float) -> str:
+    return _run(["systemctl", "show", "--property=Id,ActiveState,Result", *units], timeout)
+
+
+# --- TLS: days left on the certificate a server presents ------------------------------------
+
+
+def days_left(not_after: str, now: float) -> float:
+    """Days from now to an `openssl x509 -enddate` line (notAfter=Mar  1 12:00:00 2029 GMT)."""
+    return (ssl.cert_time_to_seconds(not_after.strip().removeprefix("notAfter=")) - now) / 86400
+
+
+def read_served_certificate(address: str, server_name: str, timeout: float) -> bytes:
+    """The leaf certificate (DER) the server presents for server_name; not verified, since
+    the point is to read its dates whoever issued it."""
+    host, _, port = address.rpartition(":")
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    with (
+        socket.create_connection((host, int(port)), timeout=timeout) as sock,
+        context.wrap_socket(sock, server_hostname=server_name) as tls,
+    ):
+        der = tls.getpeercert(binary_form=True)
+    if not der:
+        raise ValueError(f"{address} presented no certificate for {server_name}")
+    return der
+
+
+def certificate_end_date(der: bytes, timeout: float) -> str:
+    done = subprocess.run(
+        ["openssl", "x509", "-inform", "DER", "-noout", "-enddate"],
+        input=der,
+        capture_output=True,
+        timeout=timeout,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"openssl exited {done.returncode}: {done.stderr.decode()[:200]}")
+    return done.stdout.decode()
 
 
 # --- The loop -----------------------------------------------------------------------------
@@ -504,8 +623,14 @@ def main(argv: list[str] | None = None) -> None:
         p.add_argument("--password-file", default="", help="file holding the password")
         if name == "celery":
             p.add_argument("--queue", action="append", required=True, dest="queues")
-    p = sub.add_parser("postgresql", help="pg_stat_database via psql (run as postgres)")
+    p = sub.add_parser("postgresql", help="pg_stat_database and WAL lags via psql (as postgres)")
     p.add_argument("--port", type=int, default=5432)
+    sub.add_parser("pgbackrest", help="pgbackrest info (run as the repository's owner)")
+    p = sub.add_parser("units", help="whether systemd units failed")
+    p.add_argument("--unit", action="append", required=True, dest="units")
+    p = sub.add_parser("tls", help="days left on the certificate a TLS server presents")
+    p.add_argument("--address", required=True, help="host:port")
+    p.add_argument("--server-name", required=True, help="the name sent in SNI")
     args = parser.parse_args(argv)
     timeout = args.timeout
 
@@ -544,10 +669,31 @@ def main(argv: list[str] | None = None) -> None:
                 replies = redis_pipeline(args.host, args.port, [*prefix, *llen], timeout)
                 return queue_lengths(args.queues, check_replies(replies, len(prefix)))
 
+    elif args.source == "pgbackrest":
+
+        def collect() -> list[Metric]:
+            return parse_pgbackrest_info(read_pgbackrest_info(timeout), time.time())
+
+    elif args.source == "units":
+
+        def collect() -> list[Metric]:
+            return parse_unit_states(read_unit_states(args.units, timeout))
+
+    elif args.source == "tls":
+
+        def collect() -> list[Metric]:
+            der = read_served_certificate(args.address, args.server_name, timeout)
+            left = days_left(certificate_end_date(der, timeout), time.time())
+            return [Metric(args.server_name, "gauge", "days_left", (left,))]
+
     else:
 
         def collect() -> list[Metric]:
-            return parse_postgresql(read_postgresql(args.port, timeout))
+            cluster = read_postgresql(args.port, timeout, POSTGRESQL_CLUSTER_QUERY)
+            return [
+                *parse_postgresql(read_postgresql(args.port, timeout)),
+                *parse_postgresql_cluster(cluster),
+            ]
 
     try:
         run_forever(args.source, collect, once=args.once)

@@ -11,8 +11,12 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import socket
 import socketserver
+import ssl
+import subprocess
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -285,6 +289,120 @@ def test_postgresql_several_databases_and_nulls():
 def test_postgresql_unexpected_output_raises():
     with pytest.raises(ValueError, match="unexpected psql row"):
         ex.parse_postgresql("psql: error: connection to server failed\n")
+
+
+def test_postgresql_cluster_on_a_primary_and_on_a_replica():
+    primary = by_key(ex.parse_postgresql_cluster("12.5\t3\t\n"))
+    assert primary == {
+        ("", "duration", "archive_lag"): (12.5,),
+        ("", "count", "archive_waiting"): (3,),
+    }
+    replica = by_key(ex.parse_postgresql_cluster("0\t0\t41.25\n"))
+    assert replica[("", "duration", "replay_lag")] == (41.25,)
+    assert replica[("", "duration", "archive_lag")] == (0.0,)
+
+
+def test_postgresql_cluster_unexpected_output_raises():
+    with pytest.raises(ValueError, match="unexpected psql row"):
+        ex.parse_postgresql_cluster("ERROR:  permission denied for function\n")
+
+
+# --- pgBackRest ----------------------------------------------------------------------------
+
+
+def test_pgbackrest_info_sample():
+    """`pgbackrest info --output=json` of the stack scenario's repository (a full backup and
+    a differential); the ages count from each backup's stop time."""
+    text = (SAMPLES / "pgbackrest-info.json").read_text()
+    stanza = json.loads(text)[0]
+    stops = {b["type"]: b["timestamp"]["stop"] for b in stanza["backup"]}
+    now = max(stops.values()) + 100
+    metrics = by_key(ex.parse_pgbackrest_info(text, now))
+    name = stanza["name"]
+    assert metrics[(name, "gauge", "status")] == (0,)
+    assert metrics[(name, "count", "backups")] == (len(stanza["backup"]),)
+    assert metrics[(name, "duration", "last_backup")] == (100.0,)
+    assert metrics[(name, "duration", "last_full")] == (now - stops["full"],)
+
+
+def test_pgbackrest_stanza_without_backup_has_no_age():
+    text = json.dumps(
+        [{"name": "site", "backup": [], "status": {"code": 2, "message": "no valid backups"}}]
+    )
+    metrics = by_key(ex.parse_pgbackrest_info(text, 1_000_000))
+    assert metrics == {("site", "gauge", "status"): (2,), ("site", "count", "backups"): (0,)}
+
+
+# --- systemd units -------------------------------------------------------------------------
+
+
+def test_unit_states_failed_and_not():
+    text = (
+        "Id=hpd-pgbackrest-backup@full.service\nActiveState=inactive\nResult=success\n\n"
+        "Id=hpd-pgbackrest-backup@diff.service\nActiveState=failed\nResult=exit-code\n\n"
+        "Id=hpd-postgresql-restore-check.service\nActiveState=inactive\nResult=timeout\n\n"
+        "Id=never-run.service\nActiveState=inactive\nResult=\n"
+    )
+    metrics = by_key(ex.parse_unit_states(text))
+    assert metrics == {
+        ("hpd-pgbackrest-backup@full", "gauge", "failed"): (0,),
+        ("hpd-pgbackrest-backup@diff", "gauge", "failed"): (1,),
+        ("hpd-postgresql-restore-check", "gauge", "failed"): (1,),
+        ("never-run", "gauge", "failed"): (0,),
+    }
+    line = ex.putval(
+        "mon1", "units", ex.Metric("hpd-pgbackrest-backup@diff", "gauge", "failed", (1,)), 10
+    )
+    assert line == 'PUTVAL "mon1/units-hpd-pgbackrest-backup_diff/gauge-failed" interval=10 N:1'
+
+
+# --- TLS -----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def tls_server(tmp_path):
+    """A TLS server on 127.0.0.1 presenting a self-signed certificate valid for 10 days."""
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+         "-nodes", "-days", "10", "-subj", "/CN=www.example.test",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve():
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            try:
+                with context.wrap_socket(conn, server_side=True) as tls:
+                    tls.recv(1)
+            except (ssl.SSLError, OSError):
+                pass
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield f"127.0.0.1:{listener.getsockname()[1]}"
+    stop.set()
+    thread.join()
+    listener.close()
+
+
+def test_days_left_on_the_served_certificate(tls_server):
+    der = ex.read_served_certificate(tls_server, "www.example.test", 5)
+    left = ex.days_left(ex.certificate_end_date(der, 5), time.time())
+    assert 9.9 < left <= 10.0
+
+
+def test_days_left_is_negative_once_expired():
+    assert ex.days_left("notAfter=Jan  1 00:00:00 2020 GMT\n", 1577923200) == -1.0
 
 
 # --- The loop ----------------------------------------------------------------------------
