@@ -3,8 +3,9 @@
 The samples under samples/ were captured from the real services of the role's Molecule
 scenario (HAProxy 3.0 `show stat`, uWSGI 2.0 stats with stats-http, varnishstat -j of
 Varnish 7.7 trimmed to MAIN/SMA/MGT counters, a Redis 8 pipeline AUTH/INFO/LLEN/SET/GET
-answered for an ACL user allowed INFO and LLEN only). The Redis client is also run
-against a local fake server on 127.0.0.1.
+answered for an ACL user allowed INFO and LLEN only; pgBackRest 2.55's `info --output=json`
+from the stack scenario's repository). The Redis client is also run against a local fake
+server on 127.0.0.1, the TLS reader against a local TLS server.
 """
 
 from __future__ import annotations
@@ -312,7 +313,7 @@ def test_postgresql_cluster_unexpected_output_raises():
 
 def test_pgbackrest_info_sample():
     """`pgbackrest info --output=json` of the stack scenario's repository (a full backup and
-    a differential); the ages count from each backup's stop time."""
+    an incremental); the ages count from each backup's stop time."""
     text = (SAMPLES / "pgbackrest-info.json").read_text()
     stanza = json.loads(text)[0]
     stops = {b["type"]: b["timestamp"]["stop"] for b in stanza["backup"]}
