@@ -198,7 +198,8 @@ def test_the_data_services_refuse_a_host_in_no_group_and_serve_the_app(
 # Who may reach which port (DESIGN.md section 10), by inventory group; `allowlist` is
 # site_admin_allowlist.
 OPENINGS = [
-    (DB, "postgresql", "postgresql", ["webservers", "workers", "dbreplicas"]),
+    # The backup host's restore check counts rows on the primary (never on a replica).
+    (DB, "postgresql", "postgresql", ["webservers", "workers", "dbreplicas", "backups"]),
     (REPLICA, "postgresql", "postgresql", ["webservers", "workers", "dbreplicas"]),
     (CACHE, "memcached", "memcached", ["webservers", "workers"]),
     (CACHE, "redis", "redis", ["webservers", "workers"]),

@@ -1,8 +1,10 @@
 """pgBackRest on the staging stack: the repository on the backup host (the monitoring host
-doubles there), encrypted, nothing of it on the database hosts; then the primary destroyed
-twice and rebuilt by playbooks/restore.yml, first to the last archived transaction, then to a
-time between two writes; the replica cloned again and streaming, WAL reaching the repository
-from the restored primary.
+doubles there), encrypted, nothing of it on the database hosts; the scheduled restore check
+on the backup host restoring the newest backup into a scratch instance there, matching the
+primary's rows and leaving nothing running, and failing on rows no backup holds (an unlogged
+table); then the primary destroyed twice and rebuilt by playbooks/restore.yml, first to the
+last archived transaction, then to a time between two writes; the replica cloned again and
+streaming, WAL reaching the repository from the restored primary.
 
 The restores roll the whole cluster back a few seconds (to the test's own point in time), so
 this module writes nothing that later modules rely on, and puts the replica back as site.yml
@@ -15,17 +17,22 @@ leaves it.
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import time
 import uuid
 from pathlib import Path
 
-from hpdtest import PROJECT_DIR, group_hosts, host, run_playbook, wait_for
+from hpdtest import PROJECT_DIR, address, group_hosts, host, run_playbook, wait_for
 from stack import DB, REPLICA, contract
 
 REPOSITORY = group_hosts("backups")[0]
 STANZA = contract("site_backup_stanza")
 REPOSITORY_PATH = "/var/lib/pgbackrest"
+REPOSITORY_USER = contract("site_backup_repository_user")
+APP_DATABASE = contract("site_database_name")
+CHECK_UNIT = contract("site_backup_check_unit")
+CHECK_RESULT = contract("site_backup_check_result_file")
 
 
 def pgbackrest(*args: str, check: bool = True):
@@ -36,9 +43,10 @@ def pgbackrest(*args: str, check: bool = True):
     return result
 
 
-def query(server: str, sql: str) -> str:
+def query(server: str, sql: str, database: str = "postgres") -> str:
     return host(server).check_output(
-        f"runuser -u postgres -- psql -X -A -t -v ON_ERROR_STOP=1 -d postgres -c {shlex.quote(sql)}"
+        f"runuser -u postgres -- psql -X -A -t -v ON_ERROR_STOP=1 -d {database} "
+        f"-c {shlex.quote(sql)}"
     )
 
 
@@ -93,6 +101,116 @@ def test_the_repository_is_unreadable_without_its_key() -> None:
     assert wrong.rc != 0 or '"code":0' not in wrong.stdout.replace(" ", ""), wrong.stdout
     right = pgbackrest("info", "--output=json")
     assert json.loads(right.stdout)[0]["status"]["code"] == 0
+
+
+# --- The scheduled restore check (before anything here rolls the cluster back) ---------------
+
+
+def unit_argv() -> list[str]:
+    """The check's command line as its unit runs it."""
+    shown = host(REPOSITORY).check_output(
+        f"systemctl show -p ExecStart --value {CHECK_UNIT}.service"
+    )
+    return shlex.split(re.search(r"argv\[\]=([^;]*);", shown).group(1))
+
+
+def check_command(result_file: str) -> str:
+    """That command line as the repository's account, writing its outcome elsewhere."""
+    argv = unit_argv()
+    argv[argv.index("--result-file") + 1] = result_file
+    return "runuser -u " + REPOSITORY_USER + " -- " + shlex.join(argv)
+
+
+def scratch_left() -> list[str]:
+    """Processes of the check's scratch instance, and clusters a package may have created."""
+    repo = host(REPOSITORY)
+    running = repo.run(f"pgrep -a -u {REPOSITORY_USER} postgres").stdout.split("\n")
+    clusters = repo.run("pg_lsclusters --no-header").stdout.split("\n")
+    return [line for line in running + clusters if line.strip()]
+
+
+def test_the_restore_check_restores_on_the_backup_host_and_matches_the_primary() -> None:
+    repo = host(REPOSITORY)
+    assert repo.service(f"{CHECK_UNIT}.timer").is_enabled
+    assert repo.service(f"{CHECK_UNIT}.timer").is_running
+    table = "restore_check_probe_" + uuid.uuid4().hex[:8]
+    rows = 41
+    query(
+        DB, f"CREATE TABLE {table} AS SELECT g AS n FROM generate_series(1, {rows}) g", APP_DATABASE
+    )
+    histories = repo.check_output(f"find {REPOSITORY_PATH}/archive -name '*.history' | sort")
+    try:
+        started = time.time()
+        repo.run_expect([0], f"systemctl start {CHECK_UNIT}.service")
+        seconds = time.time() - started
+    finally:
+        query(DB, f"DROP TABLE {table}", APP_DATABASE)
+
+    outcome = json.loads(repo.file(CHECK_RESULT).content_string)
+    assert outcome["result"] == "passed", outcome
+    assert started - 5 <= outcome["finished_at"] <= time.time() + 5, outcome
+    tables = outcome["tables"]
+    probe = tables[f"public.{table}"]
+    assert (probe["before"], probe["after"], probe["restored"]) == (rows, rows, rows), probe
+    # The app's own tables are there too, migrations and all.
+    assert tables["public.django_migrations"]["restored"] > 0, tables
+    for name, counts in tables.items():
+        assert (
+            counts["after"] - counts["new"]
+            <= counts["restored"]
+            <= counts["before"] + counts["new"]
+        ), name
+    invocation = repo.check_output(f"systemctl show -p InvocationID --value {CHECK_UNIT}.service")
+    journal = repo.check_output(f"journalctl --no-pager -o cat _SYSTEMD_INVOCATION_ID={invocation}")
+    assert f"on the primary {address(DB)}" in journal
+    assert f'recovery stopping at restore point "{outcome["restore_point"]}"' in journal
+    assert f"ok        public.{table}: {rows} rows" in journal
+    assert "restore check passed" in journal
+    print(f"restore check: {seconds:.0f} s, {outcome['seconds']}, {outcome['summary']}")
+
+    # Nothing of the scratch instance is left, and the promoted copy sent nothing (a timeline
+    # of its own) to the repository.
+    assert scratch_left() == []
+    argv = unit_argv()
+    scratch = argv[argv.index("--scratch-dir") + 1]
+    assert repo.check_output(f"ls -A {shlex.quote(scratch)}") == ""
+    assert (
+        repo.check_output(f"find {REPOSITORY_PATH}/archive -name '*.history' | sort") == histories
+    )
+    # And none of it on the database hosts.
+    for server in (DB, REPLICA):
+        assert not host(server).file(scratch).exists, server
+
+
+def test_the_restore_check_fails_on_rows_no_backup_holds() -> None:
+    """An unlogged table's rows are never written to WAL: the restored copy has the table,
+    empty. Run by hand with the unit's own arguments and its outcome written elsewhere, so the
+    unit's state and record (which the alerts and the checklist read) stay as they were."""
+    repo = host(REPOSITORY)
+    table = "restore_check_unlogged_" + uuid.uuid4().hex[:8]
+    work = repo.check_output("mktemp -d /tmp/hpd-restore-check-XXXXXX")
+    repo.run_expect([0], f"chown {REPOSITORY_USER} {work}")
+    query(
+        DB,
+        f"CREATE UNLOGGED TABLE {table} AS SELECT g AS n FROM generate_series(1, 5) g",
+        APP_DATABASE,
+    )
+    try:
+        result = repo.run(check_command(f"{work}/outcome.json"))
+        outcome = json.loads(repo.file(f"{work}/outcome.json").content_string)
+    finally:
+        query(DB, f"DROP TABLE {table}", APP_DATABASE)
+        repo.run(f"rm -rf {work}")
+    assert result.rc == 1, result.stdout + result.stderr
+    assert (
+        f"MISMATCH  public.{table}: primary 5, restored 0 (an unlogged table: its rows are never"
+        in result.stdout
+    ), result.stdout
+    assert outcome["result"] == "failed", outcome
+    assert outcome["summary"].endswith(f"tables differ: public.{table}"), outcome
+    assert outcome["tables"][f"public.{table}"]["restored"] == 0
+    assert scratch_left() == []
+    assert json.loads(repo.file(CHECK_RESULT).content_string)["result"] == "passed"
 
 
 RECLONE_PLAYBOOK = f"""\
