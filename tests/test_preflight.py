@@ -102,6 +102,14 @@ def malformed_admin_path(inventory: Path) -> None:
     add_vars(inventory, {"site_admin_path": "/admin"})
 
 
+def acme_without_contact(inventory: Path) -> None:
+    # One balancer only: the other keeps `provided`, whose missing certificate is a mistake
+    # of its own.
+    (inventory / "host_vars" / "lb2.example.com.yml").write_text(
+        yaml.safe_dump({"haproxy_tls_mode": "acme"})
+    )
+
+
 def host_in_no_group(inventory: Path) -> None:
     hosts = yaml.safe_load((inventory / "hosts.yml").read_text())
     hosts["all"]["hosts"] = {"stray.example.com": {"ansible_host": "10.0.1.99"}}
@@ -118,6 +126,7 @@ MISTAKES = {
         [("web1.example.com", "common_deploy_authorized_keys")],
     ),
     "malformed admin path": (malformed_admin_path, [("lb1.example.com", "site_admin_path")]),
+    "acme without contact": (acme_without_contact, [("lb2.example.com", "haproxy_acme_email")]),
     "host in no group": (host_in_no_group, [("stray.example.com", "in no group")]),
 }
 
