@@ -35,13 +35,14 @@ from data_tier import (
     bare_inventory,
     role_playbook,
 )
-from hpdtest import PROJECT_DIR, address, host, run_playbook, task_result, wait_for
+from hpdtest import PROJECT_DIR, address, group_hosts, host, run_playbook, task_result, wait_for
 from stack import REPLICA
 
 ROLE_TEMPLATE = PROJECT_DIR / "roles" / "postgresql" / "templates" / "postgresql.conf.j2"
 GIB = 1024  # MB
 OTHER_RAM_SIZES_MB = [1 * GIB, 4 * GIB, 16 * GIB, 64 * GIB, 256 * GIB]
 SIZE_UNITS_KB = {"kB": 1, "MB": 1024, "GB": 1024**2, "TB": 1024**3}
+BACKUP_HOST = group_hosts("backups")[0]
 
 
 # --- Helpers -------------------------------------------------------------------------------
@@ -73,6 +74,8 @@ PROBE_PLAYBOOK = (
           app_user: "{{{{ site_database_user }}}}"
           app_database: "{{{{ site_database_name }}}}"
           app_password: "{{{{ site_database_password }}}}"
+          backup_check_user: "{{{{ site_backup_check_user }}}}"
+          backup_check_password: "{{{{ site_backup_check_password }}}}"
           port: "{{{{ site_ports.postgresql | int }}}}"
           max_connections: "{{{{ postgresql_max_connections | int }}}}"
           ram_mb_setting: "{{{{ postgresql_ram_mb }}}}"
@@ -258,6 +261,22 @@ def test_app_role_cannot_use_the_postgres_database(probe: dict) -> None:
     result = psql(APP, PRIMARY, "SELECT 1", probe, database="postgres")
     assert result.rc != 0
     assert "no pg_hba.conf entry" in result.stderr, result.stderr
+
+
+def test_backup_check_role_logs_in_from_the_backup_host_only(probe: dict) -> None:
+    """The restore check's read-only role: the backup host reaches the primary's port, and so
+    do the app hosts; pg_hba.conf pairs each role with its own hosts, the password aside."""
+    read = "SELECT count(*) FROM pg_class WHERE relname = 'pg_class'"
+    as_check = {"user": probe["backup_check_user"], "password": probe["backup_check_password"]}
+    allowed = psql(BACKUP_HOST, PRIMARY, read, probe, **as_check)
+    assert allowed.rc == 0, allowed.stderr
+    assert allowed.stdout.strip() == "1"
+    for refused in (
+        psql(APP, PRIMARY, read, probe, **as_check),  # the right password, from an app host
+        psql(BACKUP_HOST, PRIMARY, read, probe),  # the app role, from the backup host
+    ):
+        assert refused.rc != 0
+        assert "no pg_hba.conf entry" in refused.stderr, refused.stderr
 
 
 def test_listens_on_loopback_and_the_private_address_only(probe: dict) -> None:
