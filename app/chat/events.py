@@ -90,6 +90,11 @@ def is_after(timepoint: str, other: str) -> bool:
     return _tp(timepoint) > _tp(other)
 
 
+def timepoint_ms(timepoint: str) -> int:
+    """The millisecond part of a timepoint: Redis's clock when the entry was added."""
+    return _tp(timepoint)[0]
+
+
 def _tp(value: str) -> tuple[int, int]:
     parsed = parse_timepoint(value)
     return parsed if parsed is not None else (0, 0)
@@ -214,6 +219,40 @@ def replay(stream: str, since: str) -> tuple[list[Event], bool]:
         else:
             gap = True  # the client's last event was trimmed (or Redis lost the stream)
     return [_event(entry_id, fields) for entry_id, fields in entries], gap
+
+
+def published_message_ids(stream: str, from_ms: int) -> tuple[int, set[int]]:
+    """The ids of the chat messages whose ``message.created`` events are in ``stream``
+    from ``from_ms`` (Redis time) on, and the millisecond from which that record is
+    complete: later than ``from_ms`` when trimming removed entries after it."""
+    pipe = redis_client().pipeline(transaction=True)
+    pipe.xinfo_stream(stream)
+    pipe.xrange(stream, min=f"{from_ms}-0", max="+")
+    try:
+        info, entries = pipe.execute()
+    except redis.ResponseError:  # no such key: nothing published, nothing trimmed
+        return from_ms, set()
+    # Entries before the first one were trimmed away if any were ever removed (XTRIM does
+    # not set max-deleted-entry-id; XDEL does).
+    removed = int(info.get("entries-added", 0)) > int(info.get("length", 0))
+    first = info.get("first-entry") or [ZERO]
+    deleted_ms = max(
+        _tp(str(info.get("max-deleted-entry-id") or ZERO))[0],
+        _tp(str(first[0]))[0] if removed else 0,
+    )
+    ids = set()
+    for _entry_id, fields in entries:
+        if fields.get("type") == "message.created":
+            message_id = json.loads(fields.get("payload") or "{}").get("id")
+            if isinstance(message_id, int):
+                ids.add(message_id)
+    return max(from_ms, deleted_ms), ids
+
+
+def claim(name: str, seconds: int) -> bool:
+    """True for the first caller in ``seconds`` to claim ``name`` (across processes)."""
+    key = f"{settings.CHAT_STREAM_PREFIX}-claim:{name}"  # not a stream: trim_streams skips it
+    return bool(redis_client().set(key, "1", nx=True, ex=seconds))
 
 
 def trim_streams(older_than_ms: int) -> int:

@@ -5,6 +5,7 @@ expiry), and every timeout is jittered. A cache outage only means the query runs
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import TypedDict
 
 from django.conf import settings
@@ -54,6 +55,14 @@ def recent_messages(room: ChatRoom) -> list[ChatMessage]:
         .order_by("-posted", "-id")[: settings.CHAT_PAGE_MESSAGES]
     )
     return list(reversed(newest_first))
+
+
+def room_messages_since(room_id: int, since: datetime) -> list[tuple[int, datetime]]:
+    """(id, posted) of a room's messages posted at or after ``since``: the index
+    ``message_room_recent`` (room, -posted, -id) answers it without reading the table."""
+    return list(
+        ChatMessage.objects.filter(room_id=room_id, posted__gte=since).values_list("id", "posted")
+    )
 
 
 def pending_requests(room: ChatRoom) -> list[ChatRoomJoinRequest]:

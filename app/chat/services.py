@@ -4,15 +4,17 @@ and, only once it has committed, publishes real-time events and enqueues tasks."
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from functools import partial
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from chat import events
+from chat import events, queries
 from chat.models import ChatMessage, ChatRoom, ChatRoomJoinRequest
 
 Status = ChatRoomJoinRequest.Status
@@ -72,6 +74,36 @@ def post_message(room: ChatRoom, sender: AbstractBaseUser, text: str) -> ChatMes
         if room.is_public:
             transaction.on_commit(partial(tasks.schedule_room_purge, room.pk))
     return message
+
+
+def republish_unpublished(room_id: int, since: str) -> bool:
+    """Whether a message stored in the room since a little before the timepoint ``since``
+    is missing from the room's stream (its publish failed: Redis was unreachable when it
+    committed); if so, publish it now.
+
+    The caller then asks its client to reload. Publishing the message too ends the
+    matter for every client: without it, each reloaded page would embed the same
+    timepoint and be asked to reload again until the room's next event. A claim keeps
+    the sockets that find the same message at once from publishing it more than once.
+    A message whose publish is merely still on its way also counts as missing: an extra
+    reload, and a copy the page's script drops by its id."""
+    start_ms = events.timepoint_ms(since) - settings.CHAT_PUBLISH_CHECK_MARGIN_MS
+    stored = queries.room_messages_since(room_id, datetime.fromtimestamp(start_ms / 1000, UTC))
+    if not stored:
+        return False
+    stream = events.room_stream(room_id)
+    complete_from_ms, published = events.published_message_ids(stream, start_ms)
+    complete_from = datetime.fromtimestamp(complete_from_ms / 1000, UTC)
+    missing = [pk for pk, posted in stored if pk not in published and posted >= complete_from]
+    if not missing:
+        return False
+    messages = ChatMessage.objects.filter(pk__in=missing).select_related("sender")
+    for message in messages.order_by("posted", "id"):
+        if events.claim(f"republish:{message.pk}", seconds=60):
+            events.publish(
+                stream, events.room_group(room_id), "message.created", message.as_event(), "members"
+            )
+    return True
 
 
 def request_to_join(user: AbstractBaseUser, room: ChatRoom) -> ChatRoomJoinRequest | None:

@@ -6,16 +6,19 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import socket as sockets
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
 from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import User
-from django.test import Client
+from django.test import Client, override_settings
 
 from chat import events, services
-from chat.models import ChatRoom
+from chat.models import ChatMessage, ChatRoom
 from chat_site.asgi import application
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
@@ -251,6 +254,61 @@ async def test_trimmed_history_asks_the_client_to_reload(
     newest = await sync_to_async(events.current_timepoint)(events.room_stream(room.pk))
     socket = await connect(f"/ws/room/{room.pk}?since={newest}", member)
     assert await frames(socket) == []
+    await socket.disconnect()
+
+
+@contextmanager
+def events_redis_unreachable() -> Iterator[None]:
+    """Publishing fails for real while inside: the events client points at a closed port."""
+    with sockets.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    events.redis_client.cache_clear()
+    try:
+        with override_settings(CHAT_EVENTS_REDIS_URL=f"redis://127.0.0.1:{port}/0"):
+            yield
+    finally:
+        events.redis_client.cache_clear()
+
+
+async def test_message_stored_while_redis_was_unreachable_asks_the_client_to_reload(
+    room: ChatRoom, owner: User, member: User
+) -> None:
+    post = sync_to_async(services.post_message)
+    await post(room, owner, "published")
+    since = await sync_to_async(events.current_timepoint)(events.room_stream(room.pk))
+    with events_redis_unreachable():
+        unpublished = await post(room, owner, "stored only")
+    assert await ChatMessage.objects.filter(pk=unpublished.pk).aexists()
+    stream_after = await sync_to_async(events.current_timepoint)(events.room_stream(room.pk))
+    assert stream_after == since  # the stream never got it: the replay alone finds no gap
+    socket = await connect(f"/ws/room/{room.pk}?since={since}", member)
+    received = await frames(socket)
+    assert received[0] == {"type": "resync", "timepoint": since, "payload": {}}
+    # It is published now, late: live sockets get it, and the reloaded page's timepoint
+    # is after it, so the page is not asked to reload again.
+    assert [f["payload"]["id"] for f in received[1:]] == [unpublished.pk]
+    await socket.disconnect()
+    reloaded = await sync_to_async(events.current_timepoint)(events.room_stream(room.pk))
+    socket = await connect(f"/ws/room/{room.pk}?since={reloaded}", member)
+    assert await frames(socket) == []
+    await socket.disconnect()
+
+
+async def test_reconnect_with_nothing_unpublished_is_not_asked_to_reload(
+    room: ChatRoom, owner: User, member: User
+) -> None:
+    """Messages stored within the check's margin before the timepoint are in the stream:
+    the client gets the replay, not a reload."""
+    post = sync_to_async(services.post_message)
+    await post(room, owner, "before")
+    since = await sync_to_async(events.current_timepoint)(events.room_stream(room.pk))
+    after = [await post(room, owner, text) for text in ("after 1", "after 2")]
+    socket = await connect(f"/ws/room/{room.pk}?since={since}", member)
+    received = await frames(socket)
+    assert [(f["type"], f["payload"]["id"]) for f in received] == [
+        ("message.created", m.pk) for m in after
+    ]
     await socket.disconnect()
 
 

@@ -175,6 +175,11 @@ CHAT_EVENTS_REDIS_URL = env_str("CHAT_EVENTS_REDIS_URL", REDIS_URL)
 CHAT_STREAM_PREFIX = f"{CACHE_KEY_PREFIX}:stream"
 CHAT_STREAM_MAXLEN = env_int("CHAT_STREAM_MAXLEN", 1000)
 CHAT_STREAM_RETENTION_SECONDS = env_int("CHAT_STREAM_RETENTION_SECONDS", 24 * 3600)
+# A room socket resuming from a timepoint checks that every message stored since this long
+# before it is in the stream (a publish fails while Redis is down). The margin covers the
+# skew between the app hosts' clocks (a message's ``posted``) and Redis's (the timepoint)
+# and the time from a message's INSERT to its commit and publish.
+CHAT_PUBLISH_CHECK_MARGIN_MS = env_int("CHAT_PUBLISH_CHECK_MARGIN_MS", 5000)
 
 # --- Chat -------------------------------------------------------------------------
 CHAT_PAGE_MESSAGES = 50
