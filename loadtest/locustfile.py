@@ -35,10 +35,11 @@ Journeys, and the names of their requests in Locust's statistics:
     Member    logs in as loadtest-member-K (round robin) through the login form ("GET login
               page", "POST login"), loads the room ("GET room page") and opens its WebSocket
               ("WS connect"; after a close "WS reconnect", from the last timepoint seen, as the
-              page's script does); then reloads the room page every 1-3 s and posts a message
-              every 10-15 s ("POST message"). Each message carries a unique token; every
-              socket that receives it records its delivery latency, from the moment the post
-              was sent, as "message delivered" (type WS).
+              page's script does; after a "resync" frame, from the timepoint of the room page it
+              reads, whose messages count as delivered); then reloads the room page every 1-3 s
+              and posts a message every 10-15 s ("POST message"). Each message carries a
+              unique token; every socket that receives it records its delivery latency, from
+              the moment the post was sent, as "message delivered" (type WS).
     Newcomer  logs in as loadtest-newcomer-K, loads "GET home" and now and then asks to join
               the room with its code ("POST join").
 A 429 answer (the site's rate limits; the whole load comes from one address) to a post or a
@@ -604,6 +605,7 @@ class RoomSocket:
         self.since = later_timepoint(self.since, event.get("timepoint"))
         if event.get("type") == "resync":
             DELIVERIES.resyncs += 1
+            self.reload()
         elif event.get("type") == "message.created":
             payload = event.get("payload")
             text = payload.get("message", "") if isinstance(payload, dict) else ""
@@ -611,6 +613,19 @@ class RoomSocket:
             latency = DELIVERIES.received(self.listener, token) if token else None
             if latency is not None:
                 fire("WS", "message delivered", latency, length=len(data))
+
+    def reload(self) -> None:
+        """What the page's script does on ``resync``: reload the room page (the messages it
+        shows count as delivered, late) and reconnect from that page's timepoint."""
+        self.drop()
+        page = self.user.page(self.user.room_path, "GET room page")
+        if page is None:
+            return  # reconnects from the last timepoint seen, and is told to resync again
+        for token in TOKEN_RE.findall(page):
+            latency = DELIVERIES.received(self.listener, token)
+            if latency is not None:
+                fire("WS", "message delivered", latency)
+        self.since = page_timepoint(page) or self.since
 
     def drop(self) -> None:
         self.listener.connected = False
